@@ -1,0 +1,316 @@
+#!/usr/bin/env python
+"""Train a unified UPS model on all four tasks (or one), the paper's way, with Accelerate.
+
+    accelerate launch examples/train.py                      # ups-tiny on synthetic data, a few minutes on CPU
+    accelerate launch examples/train.py --config paper --dataset action_recognition_3d=data/ntu60_xsub ...
+    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 examples/train.py ...   # 2-process CPU DDP
+
+Tasks rotate every step (pose estimation, 2D AR, early prediction, 3D AR); AdamW; the learning rate decays to 0;
+the Gumbel temperature is annealed. Checkpoints are crash-safe and ``--resume_from_checkpoint latest`` continues a
+killed run exactly. At the end every task is evaluated on its test split, the table is printed and written to
+``<output_dir>/results.json``, and ``<output_dir>/final`` is a complete Hub folder (model, processor, pipeline
+code, model card).
+"""
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # running from a checkout without `pip install -e .`
+    sys.path.insert(0, str(REPO_ROOT))
+
+import torch  # noqa: E402
+from accelerate import Accelerator  # noqa: E402
+from accelerate.utils import set_seed  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+from transformers import get_scheduler  # noqa: E402
+
+import modeling_ups  # noqa: E402,F401  (registers the Auto classes and the pipeline)
+from modeling_ups import UPS_TASKS, UPSConfig, UPSForPoseSequenceModeling, UPSProcessor  # noqa: E402
+from modeling_ups.training import CheckpointManager, ResumableBatchSampler, TaskRotation, load_recipe  # noqa: E402
+from modeling_ups.training.data import KeyedRows, TaskCollator, load_task_datasets  # noqa: E402
+from modeling_ups.training.evaluate_tasks import evaluate_all_tasks, format_results_table  # noqa: E402
+from modeling_ups.utils.text_embeddings import build_vocabulary_embeddings, resolve_text_encoder  # noqa: E402
+
+logger = logging.getLogger("ups.train")
+
+# The paper's rotation order (Sec. 4): pose estimation, 2D AR, early prediction, 3D AR.
+PAPER_TASK_ORDER = ["pose_estimation_3d", "action_recognition_2d", "early_action_prediction_3d", "action_recognition_3d"]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default="demo", help="recipe name in configuration/recipes or a recipe JSON path")
+    p.add_argument("--model_config", help="model preset folder or name (ups-tiny, ups-base); overrides the recipe")
+    p.add_argument("--model_name_or_path", help="start from a trained checkpoint (per-task fine-tuning)")
+    p.add_argument("--processor", help="processor folder (processors/<name>) whose vocabulary the model uses")
+    p.add_argument("--dataset", action="append", default=None, metavar="TASK=PATH",
+                   help="a saved `datasets` folder or Hub id for a task (repeatable); default: synthetic data")
+    p.add_argument("--tasks", help="comma-separated tasks to train (default: all four, in the paper's rotation)")
+    p.add_argument("--output_dir")
+    p.add_argument("--max_steps", type=int)
+    p.add_argument("--num_train_epochs", type=float, help="alternative to --max_steps (epochs of the largest task)")
+    p.add_argument("--per_device_train_batch_size", type=int)
+    p.add_argument("--per_device_eval_batch_size", type=int)
+    p.add_argument("--learning_rate", type=float)
+    p.add_argument("--weight_decay", type=float)
+    p.add_argument("--lr_scheduler_type")
+    p.add_argument("--num_warmup_steps", type=int)
+    p.add_argument("--gradient_accumulation_steps", type=int)
+    p.add_argument("--max_grad_norm", type=float)
+    p.add_argument("--gumbel_temperature_start", type=float)
+    p.add_argument("--gumbel_temperature_end", type=float)
+    p.add_argument("--checkpointing_steps", type=int)
+    p.add_argument("--checkpoints_total_limit", type=int)
+    p.add_argument("--resume_from_checkpoint", help="'latest', a step_<N> folder, or a run folder")
+    p.add_argument("--report_to", help="all, tensorboard, wandb, ... or none")
+    p.add_argument("--logging_steps", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--mixed_precision", choices=["no", "fp16", "bf16"])
+    p.add_argument("--text_encoder", help="HF text encoder for the vocabulary embeddings: a name/path, 'auto', or 'none'")
+    p.add_argument("--num_train_samples", type=int, help="synthetic data: training sequences per task")
+    p.add_argument("--num_eval_samples", type=int, help="synthetic data: test sequences per task")
+    p.add_argument("--max_eval_samples", type=int, help="cap on test samples per task during the final evaluation")
+    p.add_argument("--pose_window", type=int, help="frames per pose-estimation input window")
+    p.add_argument("--dataloader_num_workers", type=int)
+    p.add_argument("--skip_final_evaluation", action="store_true", default=None)
+    p.add_argument("--push_to_hub", action="store_true", default=None)
+    p.add_argument("--hub_model_id")
+    p.add_argument("--hub_token")
+    args = p.parse_args(argv)
+
+    recipe = load_recipe(args.config)
+    for key, value in recipe.items():
+        if not hasattr(args, key):
+            raise ValueError(f"Recipe {args.config!r} sets unknown option {key!r}")
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    defaults = dict(
+        model_config="ups-tiny", processor="processors/synthetic", output_dir="outputs/ups-demo", max_steps=None,
+        per_device_train_batch_size=32, per_device_eval_batch_size=64, learning_rate=1e-3, weight_decay=5e-4,
+        lr_scheduler_type="cosine", num_warmup_steps=0, gradient_accumulation_steps=1, max_grad_norm=1.0,
+        gumbel_temperature_start=1.0, gumbel_temperature_end=0.1, checkpointing_steps=0, checkpoints_total_limit=2,
+        report_to="none", logging_steps=10, seed=0, mixed_precision="no", text_encoder="auto",
+        num_train_samples=2000, num_eval_samples=400, max_eval_samples=None, pose_window=None,
+        dataloader_num_workers=0, skip_final_evaluation=False, push_to_hub=False,
+    )
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    args.tasks = [t.strip() for t in args.tasks.split(",")] if isinstance(args.tasks, str) else (
+        args.tasks or PAPER_TASK_ORDER)
+    unknown = [t for t in args.tasks if t not in UPS_TASKS]
+    if unknown:
+        raise ValueError(f"Unknown tasks {unknown}; choose from {list(UPS_TASKS)}")
+    args.dataset = _parse_dataset_specs(args.dataset)
+    if args.max_steps is None and args.num_train_epochs is None:
+        raise ValueError("Give --max_steps or --num_train_epochs (or a recipe that sets one)")
+    return args
+
+
+def _parse_dataset_specs(specs):
+    if not specs:
+        return {}
+    if isinstance(specs, dict):
+        return dict(specs)
+    out = {}
+    for spec in specs:
+        if "=" not in spec:
+            raise ValueError(f"--dataset expects TASK=PATH, got {spec!r}")
+        task, path = spec.split("=", 1)
+        if task not in UPS_TASKS:
+            raise ValueError(f"--dataset {spec!r}: unknown task {task!r}; choose from {list(UPS_TASKS)}")
+        out[task] = path
+    return out
+
+
+def resolve_model_config(spec: str) -> Path:
+    path = Path(spec)
+    if path.is_dir():
+        return path
+    preset = REPO_ROOT / "configuration" / "models" / spec
+    if preset.is_dir():
+        return preset
+    raise ValueError(f"Model config {spec!r} is neither a folder nor a preset in {preset.parent}")
+
+
+def resolve_processor(spec: str) -> Path:
+    path = Path(spec)
+    if not path.is_dir():
+        path = REPO_ROOT / spec
+    if not path.is_dir():
+        path = REPO_ROOT / "processors" / spec
+    if not path.is_dir():
+        raise ValueError(f"Processor {spec!r} is neither a folder nor one of {REPO_ROOT / 'processors'}")
+    return path
+
+
+def build_model(args, processor, accelerator):
+    if args.model_name_or_path:
+        model = UPSForPoseSequenceModeling.from_pretrained(args.model_name_or_path)
+        processor.check_model_config(model.config)
+        return model
+    # The vocabulary and the frame budget belong to the processor; the preset gives the architecture.
+    tok = processor.tokenizer
+    preset = UPSConfig.from_pretrained(resolve_model_config(args.model_config))
+    config = UPSConfig.from_pretrained(
+        resolve_model_config(args.model_config), num_label_tokens=tok.num_label_tokens, num_bins=tok.num_bins,
+        max_frames=max(preset.max_frames, processor.feature_extractor.max_frames),
+        pose_estimation_target_frames=processor.pose_estimation_target_frames,
+    )
+    model = UPSForPoseSequenceModeling(config)
+    encoder_spec = resolve_text_encoder(args.text_encoder)
+    if encoder_spec is not None:
+        features = build_vocabulary_embeddings(tok, text_encoder=encoder_spec)
+        model.init_vocabulary_embeddings(features)
+        accelerator.print(f"vocabulary embeddings initialised from {encoder_spec} ({tuple(features.shape)})")
+    processor.check_model_config(model.config)
+    return model
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=None if args.report_to == "none" else args.report_to,
+        project_dir=args.output_dir,
+    )
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO
+                        if accelerator.is_main_process else logging.WARNING)
+    set_seed(args.seed)
+    output_dir = Path(args.output_dir)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+
+    processor = UPSProcessor.from_pretrained(resolve_processor(args.processor))
+    datasets = load_task_datasets(args, processor)
+    model = build_model(args, processor, accelerator)
+    accelerator.print(f"UPS model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; tasks "
+                      f"{args.tasks}; {accelerator.num_processes} process(es), {accelerator.distributed_type}")
+
+    rotation = TaskRotation(args.tasks)
+    if args.max_steps is None:
+        largest = max(len(datasets[t]["train"]) for t in args.tasks)
+        per_task = math.ceil(largest / (args.per_device_train_batch_size * accelerator.num_processes))
+        args.max_steps = int(args.num_train_epochs * per_task * len(args.tasks))
+
+    no_decay = ("bias", "norm", "embed", "routing")
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        [{"params": [p for n, p in params if not any(k in n.lower() for k in no_decay)],
+          "weight_decay": args.weight_decay},
+         {"params": [p for n, p in params if any(k in n.lower() for k in no_decay)], "weight_decay": 0.0}],
+        lr=args.learning_rate,
+    )
+    scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.num_warmup_steps,
+                              num_training_steps=args.max_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    checkpoints = CheckpointManager(output_dir / "checkpoints", keep_last=args.checkpoints_total_limit)
+    start_step = 0
+    resume = checkpoints.resolve(args.resume_from_checkpoint) if args.resume_from_checkpoint else None
+    if args.resume_from_checkpoint and resume is None:
+        accelerator.print(f"No complete checkpoint found for {args.resume_from_checkpoint!r}; starting from step 0")
+    if resume is not None:
+        accelerator.load_state(str(resume))
+        start_step = CheckpointManager.step_of(resume)
+        accelerator.print(f"Resumed from {resume} at step {start_step}")
+
+    global_batch = args.per_device_train_batch_size * accelerator.num_processes
+    iterators = {}
+    for t in args.tasks:
+        sampler = ResumableBatchSampler(len(datasets[t]["train"]), global_batch, seed=args.seed + UPS_TASKS.index(t),
+                                        rank=accelerator.process_index, world_size=accelerator.num_processes,
+                                        start_batch=rotation.batches_before(t, start_step)
+                                        * args.gradient_accumulation_steps)
+        loader = torch.utils.data.DataLoader(
+            KeyedRows(datasets[t]["train"]), batch_sampler=sampler, num_workers=args.dataloader_num_workers,
+            collate_fn=TaskCollator(processor, t, datasets[t]["train"], train=True, seed=args.seed,
+                                    pose_window=args.pose_window),
+        )
+        iterators[t] = iter(loader)
+
+    unwrapped = accelerator.unwrap_model(model)
+    log_path = output_dir / "log_history.jsonl"
+    running = {t: [] for t in args.tasks}
+    progress = tqdm(range(start_step, args.max_steps), initial=start_step, total=args.max_steps,
+                    disable=not accelerator.is_local_main_process, desc="train")
+    model.train()
+    for step in progress:
+        task = rotation.task_at(step)
+        frac = step / max(1, args.max_steps - 1)
+        # Exponential annealing from start to end temperature (Gumbel-softmax, Jang et al. 2017).
+        unwrapped.set_gumbel_temperature(
+            args.gumbel_temperature_start * (args.gumbel_temperature_end / args.gumbel_temperature_start) ** frac)
+        for _ in range(args.gradient_accumulation_steps):
+            batch = next(iterators[task])
+            batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+        loss_value = accelerator.reduce(loss.detach(), reduction="mean").item()
+        running[task].append(loss_value)
+        if accelerator.is_main_process and ((step + 1) % args.logging_steps == 0 or step + 1 == args.max_steps):
+            means = {t: sum(v[-20:]) / len(v[-20:]) for t, v in running.items() if v}
+            progress.set_postfix({_short(t): f"{v:.3f}" for t, v in means.items()})
+            with open(log_path, "a") as f:
+                f.write(json.dumps({"step": step + 1, "task": task, "loss": loss_value,
+                                    "lr": scheduler.get_last_lr()[0], "time": time.time() - t_start}) + "\n")
+        if args.checkpointing_steps and (step + 1) % args.checkpointing_steps == 0 and step + 1 < args.max_steps:
+            # Every process writes its own RNG state into the folder; only the main process publishes it.
+            if accelerator.is_main_process:
+                checkpoints.begin(step + 1)
+            accelerator.wait_for_everyone()
+            accelerator.save_state(str(checkpoints.partial_dir(step + 1)))
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                checkpoints.commit(step + 1)
+            accelerator.wait_for_everyone()
+
+    accelerator.wait_for_everyone()
+    train_time = time.time() - t_start
+    results = {"train_time_s": train_time, "steps": args.max_steps, "tasks": args.tasks}
+    if not args.skip_final_evaluation:
+        unwrapped.eval()
+        results["tasks_results"] = evaluate_all_tasks(unwrapped, processor, datasets, args.tasks,
+                                                      batch_size=args.per_device_eval_batch_size,
+                                                      max_samples=args.max_eval_samples, accelerator=accelerator,
+                                                      pose_window=args.pose_window)
+    if accelerator.is_main_process:
+        from modeling_ups.utils.hub import export_hub_folder, push_folder_to_hub
+
+        final = output_dir / "final"
+        (output_dir / "results.json").write_text(json.dumps(results, indent=2))
+        export_hub_folder(unwrapped, processor, final, results=results, training_args=vars(args))
+        if "tasks_results" in results:
+            print(format_results_table(results["tasks_results"]))
+        print(f"trained {args.max_steps} steps in {train_time:.0f} s; checkpoint folder: {final}")
+        if args.push_to_hub:
+            repo_id = args.hub_model_id or output_dir.name
+            push_folder_to_hub(final, repo_id, token=args.hub_token)
+            print(f"pushed {final} to the Hub as {repo_id} (one commit)")
+    accelerator.end_training()
+    return results
+
+
+def _short(task):
+    return {"action_recognition_3d": "ar3d", "action_recognition_2d": "ar2d", "pose_estimation_3d": "pe",
+            "early_action_prediction_3d": "ap"}.get(task, task)
+
+
+if __name__ == "__main__":
+    main()

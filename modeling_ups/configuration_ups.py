@@ -1,0 +1,245 @@
+"""UPS model configuration."""
+
+from dataclasses import field
+
+from transformers import PretrainedConfig
+
+from .skeletons import MODEL_LAYOUTS, get_layout
+
+# Task names, in task-id order. The order is part of the checkpoint format: task ids index the routing
+# task embeddings and the decoder task embeddings.
+UPS_TASKS = (
+    "action_recognition_3d",
+    "action_recognition_2d",
+    "pose_estimation_3d",
+    "early_action_prediction_3d",
+)
+
+# Which end-of-task token closes each task's output (index into the three EOT tokens, paper order
+# EOT_AR, EOT_PE, EOT_AP). 2D and 3D recognition share EOT_AR.
+TASK_TO_EOT_INDEX = {
+    "action_recognition_3d": 0,
+    "action_recognition_2d": 0,
+    "pose_estimation_3d": 1,
+    "early_action_prediction_3d": 2,
+}
+
+NUM_SPECIAL_TOKENS = 3  # <pad>, <s>, <unk>
+NUM_EOT_TOKENS = 3
+
+
+def _default_layouts():
+    return [get_layout(name).to_dict() for name in MODEL_LAYOUTS]
+
+
+class UPSConfig(PretrainedConfig):
+    r"""
+    Configuration of a [`UPSForPoseSequenceModeling`] model (Unified Pose Sequence Modeling, Foo et al., CVPR 2023).
+
+    The unified vocabulary is laid out as
+    ``[<pad>, <s>, <unk>] + num_label_tokens action labels + num_bins x-bins + num_bins y-bins + num_bins z-bins
+    + [EOT_AR, EOT_PE, EOT_AP]``, i.e. the paper's ``n_cls + 3 * n_bins + 3`` entries after three special tokens.
+    The id of every part is a property of the config (`label_token_offset`, `bin_token_offset`, `eot_token_ids`).
+
+    Args:
+        num_label_tokens (`int`, *optional*, defaults to 60):
+            Number of action-label tokens ``n_cls`` (the union of all label vocabularies the model is trained on).
+        num_bins (`int`, *optional*, defaults to 256):
+            Quantisation bins per coordinate axis ``n_bins``. The coordinate range of each axis (a processor setting)
+            divided by ``num_bins`` is the resolution of pose outputs.
+        tasks (`list[str]`, *optional*, defaults to the four paper tasks):
+            Task names; their order gives the task ids.
+        layouts (`list[dict]`, *optional*, defaults to the six model layouts of `skeletons.MODEL_LAYOUTS`):
+            Skeleton layouts the joint tokenizer knows, each ``{"name", "num_joints", "edges", "root"}``. Their order
+            gives the layout ids (a list, because `config.json` sorts dict keys); each layout has its own graph
+            adjacency and learned topology offset.
+        max_persons (`int`, *optional*, defaults to 2):
+            Persons per clip. Each person is encoded separately; the decoder cross-attends to all persons' frame tokens.
+        max_frames (`int`, *optional*, defaults to 300):
+            Largest number of input frames (the frame budget). Longer inputs are rejected by the model; the feature
+            extractor resamples them to this length beforehand.
+        input_channels (`int`, *optional*, defaults to 3):
+            Coordinates per joint fed to the model (2D input is padded with a zero Z, as in the paper).
+        tokenizer_channels (`list[int]`, *optional*, defaults to `[64, 64, 64]`):
+            Output channels of the three TCN-GCN layers of the joint tokenizer; the last is the joint-token width ``d``.
+        tokenizer_temporal_strides (`list[int]`, *optional*, defaults to `[1, 2, 2]`):
+            Temporal stride of each TCN-GCN layer; their product is the frame downsampling before the encoder.
+        temporal_kernel_size (`int`, *optional*, defaults to 5):
+            Kernel size of the temporal convolutions.
+        topology_reduction (`int`, *optional*, defaults to 8):
+            Channel reduction of the channel-wise topology refinement (CTR-GC) branch.
+        encoder_layers (`int`, *optional*, defaults to 3):
+            Encoder layers ``L``.
+        encoder_blocks_per_layer (`int`, *optional*, defaults to 2):
+            Parallel SEM-TEM blocks ``H`` per encoder layer; dynamic routing picks one per layer and task.
+        encoder_attention_heads (`int`, *optional*, defaults to 8):
+            Heads of the temporal (frame-token) self-attention.
+        encoder_attention_dim (`int`, *optional*, defaults to 256):
+            Width the frame tokens (``J * d`` wide) are projected to inside the temporal attention.
+        encoder_ffn_dim (`int`, *optional*, defaults to 512):
+            Hidden width of the temporal module's 2-layer MLP.
+        routing_embedding_dim (`int`, *optional*, defaults to 256):
+            Size ``q`` of the task and block embeddings whose dot product scores the blocks.
+        gumbel_temperature (`float`, *optional*, defaults to 1.0):
+            Gumbel-softmax temperature used while training (annealed by the training recipe).
+        d_model (`int`, *optional*, defaults to 256):
+            Decoder width (and width of the vocabulary embedding table).
+        decoder_layers (`int`, *optional*, defaults to 3):
+            Transformer decoder layers.
+        decoder_attention_heads (`int`, *optional*, defaults to 8):
+            Heads of decoder self- and cross-attention.
+        decoder_ffn_dim (`int`, *optional*, defaults to 1024):
+            Decoder feed-forward width.
+        max_target_positions (`int`, *optional*, defaults to 128):
+            Largest decoder sequence (start token included). Pose estimation needs ``3 * J * K + 2`` positions.
+        pose_estimation_target_frames (`int`, *optional*, defaults to 1):
+            Frames ``K`` that pose estimation emits per input clip: 1 means the centre frame (VideoPose3D's
+            protocol); larger values emit ``K`` consecutive frames around the centre.
+        text_embedding_dim (`int`, *optional*, defaults to 768):
+            Width of the text-encoder features the vocabulary table is initialised from (768 for RoBERTa-base).
+        text_encoder_name_or_path (`str`, *optional*, defaults to `"FacebookAI/roberta-base"`):
+            Text encoder whose prompt features initialise the vocabulary embeddings.
+        dropout (`float`, *optional*, defaults to 0.1): dropout of residual branches.
+        attention_dropout (`float`, *optional*, defaults to 0.0): dropout on attention probabilities.
+        init_std (`float`, *optional*, defaults to 0.02): std of the normal initialiser.
+        loss_reduction (`str`, *optional*, defaults to `"sample"`):
+            ``"sample"`` averages token NLL within each target sequence, then over samples, so a pose target
+            (dozens of tokens) and a label target (two tokens) weigh the same; ``"token"`` averages over all tokens.
+        tie_word_embeddings (`bool`, *optional*, defaults to `True`):
+            Tie the output projection to the vocabulary embedding table.
+    """
+
+    model_type = "ups"
+    keys_to_ignore_at_inference = ["past_key_values"]
+    attribute_map = {"hidden_size": "d_model", "num_attention_heads": "decoder_attention_heads"}
+
+    num_label_tokens: int = 60
+    num_bins: int = 256
+    tasks: list = field(default_factory=lambda: list(UPS_TASKS))
+    layouts: list = field(default_factory=_default_layouts)
+    max_persons: int = 2
+    max_frames: int = 300
+    input_channels: int = 3
+    tokenizer_channels: list = field(default_factory=lambda: [64, 64, 64])
+    tokenizer_temporal_strides: list = field(default_factory=lambda: [1, 2, 2])
+    temporal_kernel_size: int = 5
+    topology_reduction: int = 8
+    encoder_layers: int = 3
+    encoder_blocks_per_layer: int = 2
+    encoder_attention_heads: int = 8
+    encoder_attention_dim: int = 256
+    encoder_ffn_dim: int = 512
+    routing_embedding_dim: int = 256
+    gumbel_temperature: float = 1.0
+    d_model: int = 256
+    decoder_layers: int = 3
+    decoder_attention_heads: int = 8
+    decoder_ffn_dim: int = 1024
+    max_target_positions: int = 128
+    pose_estimation_target_frames: int = 1
+    text_embedding_dim: int = 768
+    text_encoder_name_or_path: str = "FacebookAI/roberta-base"
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    init_std: float = 0.02
+    loss_reduction: str = "sample"
+    use_cache: bool = True
+    is_encoder_decoder: bool = True
+    tie_word_embeddings: bool = True
+    pad_token_id: int | None = 0
+    bos_token_id: int | None = 1
+    unk_token_id: int | None = 2
+    decoder_start_token_id: int | None = 1
+    eos_token_id: int | list | None = None
+
+    def __post_init__(self, **kwargs):
+        if len(self.tokenizer_channels) != len(self.tokenizer_temporal_strides):
+            raise ValueError(
+                "tokenizer_channels and tokenizer_temporal_strides must have one entry per TCN-GCN layer, got "
+                f"{len(self.tokenizer_channels)} and {len(self.tokenizer_temporal_strides)}"
+            )
+        if self.encoder_attention_dim % self.encoder_attention_heads:
+            raise ValueError("encoder_attention_dim must be divisible by encoder_attention_heads")
+        if self.d_model % self.decoder_attention_heads:
+            raise ValueError("d_model must be divisible by decoder_attention_heads")
+        if self.loss_reduction not in ("sample", "token"):
+            raise ValueError(f"loss_reduction must be 'sample' or 'token', got {self.loss_reduction!r}")
+        unknown = [t for t in self.tasks if t not in TASK_TO_EOT_INDEX]
+        if unknown:
+            raise ValueError(f"Unknown tasks {unknown}; UPS knows {list(UPS_TASKS)}")
+        self.layouts = [
+            {"name": str(v["name"]), "num_joints": int(v["num_joints"]),
+             "edges": [list(map(int, e)) for e in v["edges"]], "root": [int(r) for r in v["root"]]}
+            for v in self.layouts
+        ]
+        if len({v["name"] for v in self.layouts}) != len(self.layouts):
+            raise ValueError(f"Duplicate layout names in {self.layout_names}")
+        needed = 3 * self.max_joints * self.pose_estimation_target_frames + 2
+        if self.max_target_positions < needed:
+            raise ValueError(
+                f"max_target_positions={self.max_target_positions} is too small for pose estimation of "
+                f"{self.pose_estimation_target_frames} frame(s) of {self.max_joints} joints: need {needed}"
+            )
+        # Generation stops at whichever end-of-task token the task emits.
+        self.eos_token_id = list(self.eot_token_ids)
+        super().__post_init__(**kwargs)
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        # The EOS ids are derived from the vocabulary sizes: keep them in step when those are changed after
+        # construction (e.g. `UPSConfig.from_pretrained(preset, num_label_tokens=...)` sets attributes late).
+        if name in ("num_label_tokens", "num_bins") and {"num_label_tokens", "num_bins"} <= self.__dict__.keys():
+            super().__setattr__("eos_token_id", list(self.eot_token_ids))
+
+    # ----- vocabulary layout (derived, so it can never disagree with num_label_tokens / num_bins) -----
+    @property
+    def vocab_size(self) -> int:
+        return NUM_SPECIAL_TOKENS + self.num_label_tokens + 3 * self.num_bins + NUM_EOT_TOKENS
+
+    @property
+    def label_token_offset(self) -> int:
+        return NUM_SPECIAL_TOKENS
+
+    @property
+    def bin_token_offset(self) -> int:
+        """Id of the first x-bin token; axis ``a`` bin ``b`` has id ``bin_token_offset + a * num_bins + b``."""
+        return NUM_SPECIAL_TOKENS + self.num_label_tokens
+
+    @property
+    def eot_token_ids(self) -> tuple:
+        """(EOT_AR, EOT_PE, EOT_AP)."""
+        start = self.bin_token_offset + 3 * self.num_bins
+        return (start, start + 1, start + 2)
+
+    def task_eot_token_id(self, task: str) -> int:
+        return self.eot_token_ids[TASK_TO_EOT_INDEX[task]]
+
+    def task_id(self, task: str) -> int:
+        if task not in self.tasks:
+            raise ValueError(f"Unknown task {task!r}; this model knows {list(self.tasks)}")
+        return list(self.tasks).index(task)
+
+    @property
+    def layout_names(self) -> list:
+        return [v["name"] for v in self.layouts]
+
+    def layout_id(self, layout: str) -> int:
+        names = self.layout_names
+        name = layout if layout in names else get_layout(layout).name
+        if name not in names:
+            raise ValueError(f"Unknown layout {layout!r}; this model knows {names}")
+        return names.index(name)
+
+    @property
+    def max_joints(self) -> int:
+        return max(v["num_joints"] for v in self.layouts)
+
+    @property
+    def temporal_downsampling(self) -> int:
+        factor = 1
+        for s in self.tokenizer_temporal_strides:
+            factor *= int(s)
+        return factor
+
+
+__all__ = ["UPSConfig", "UPS_TASKS", "TASK_TO_EOT_INDEX"]

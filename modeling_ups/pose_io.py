@@ -1,0 +1,761 @@
+"""Readers for the skeleton files users hold, and a restricted unpickler to open them safely.
+
+This module ships with checkpoints as remote code (the pipeline reads users' files with it), so it depends on
+numpy, json and the standard library only, and imports its siblings with single-dot imports.
+
+Formats (field-anchors section 1.2):
+
+- NTU RGB+D ``.skeleton`` text: frame count, then per frame a body count, then per body a 10-value body line,
+  a joint count (25) and 25 lines of 12 values (``x y z depthX depthY colorX colorY orientationW orientationX
+  orientationY orientationZ trackingState``); x, y, z are Kinect camera coordinates in metres.
+- Kinetics-skeleton JSON (ST-GCN): ``{"data": [{"frame_index": t, "skeleton": [{"pose": [x0, y0, ...] (36),
+  "score": [18]}]}], "label": str, "label_index": int}``, OpenPose-18 coordinates normalised to [0, 1] of the
+  340x256 videos.
+- AlphaPose results JSON: a list of ``{"image_id", "category_id", "keypoints": [x, y, s] * 26 (Halpe) or * 17
+  (COCO), "score", "idx" (track id, optional)}``.
+- pyskl / mmaction2 annotation pickles: ``{"split": {...}, "annotations": [{"frame_dir", "label", "keypoint"
+  (M, T, V, C), "keypoint_score" (M, T, V) for 2D, ...}]}`` or a single annotation dict.
+- ``.npy`` arrays (T, J, C) or (M, T, J, C) and ``.npz`` archives holding such an array.
+
+Pickles (``.pkl``, object arrays inside ``.npz``) are opened with :func:`safe_load_pickle` /
+:func:`safe_load_npz`: only numpy arrays, dtypes and scalars, containers, strings, bytes, numbers, None and
+booleans can be built. Any other global (``os.system``, ``builtins.eval``, ``subprocess.Popen``, ...) raises
+:class:`UnsafePickleError` naming it before anything runs.
+
+Every reader raises ``ValueError`` naming the file and what is wrong with it (truncated, garbled, wrong
+encoding, wrong number of values) instead of returning partial data.
+"""
+
+import io
+import json
+import os
+import pickle
+import re
+import zipfile
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .skeletons import LAYOUTS, MODEL_LAYOUTS, get_layout
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+# ST-GCN's Kinetics-skeleton videos were resized to 340x256 before OpenPose ran (st-gcn OLD_README.md);
+# the JSON stores x / 340 and y / 256.
+KINETICS_SKELETON_IMAGE_SIZE = (340, 256)
+NTU_NUM_JOINTS = 25
+_NTU_BODY_VALUES = 10
+_NTU_JOINT_VALUES = 12
+OPENPOSE_NUM_JOINTS = 18
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Restricted unpickling
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class UnsafePickleError(pickle.UnpicklingError, ValueError):
+    """A pickle asked for a global outside the allow-list (it could run code when loaded)."""
+
+
+def _latin1_encode(text, encoding="latin1"):
+    # Protocol-2 pickles (mmcv's default, hence pyskl's files) store bytes as _codecs.encode(str, "latin1").
+    # Only that use is admitted: other codecs (zlib, base64, ...) have no place in a pose file.
+    if not isinstance(text, str) or str(encoding).lower().replace("_", "-") not in ("latin1", "latin-1"):
+        raise UnsafePickleError(f"pickle calls _codecs.encode with {type(text).__name__}, {encoding!r}; only "
+                                "(str, 'latin1') is allowed")
+    return text.encode("latin1")
+
+
+def _numpy_allowed_globals() -> Dict[Tuple[str, str], Any]:
+    """The exact globals numpy's own pickles reference, under the numpy 1.x and 2.x module names."""
+    try:  # numpy >= 2
+        from numpy._core import multiarray as _multiarray
+        from numpy._core import numeric as _numeric
+    except ImportError:  # numpy 1.x
+        from numpy.core import multiarray as _multiarray
+        from numpy.core import numeric as _numeric
+
+    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        allowed[(module, "_reconstruct")] = _multiarray._reconstruct
+        allowed[(module, "scalar")] = _multiarray.scalar
+    for module in ("numpy.core.numeric", "numpy._core.numeric"):
+        allowed[(module, "_frombuffer")] = _numeric._frombuffer  # protocol-5 array pickles
+    # numpy 2 pickles dtypes of some kinds through their DType classes (numpy.dtypes.Float32DType, ...).
+    dtypes_module = getattr(np, "dtypes", None)
+    if dtypes_module is not None:
+        for name in dir(dtypes_module):
+            obj = getattr(dtypes_module, name)
+            if isinstance(obj, type) and issubclass(obj, np.dtype):
+                allowed[("numpy.dtypes", name)] = obj
+    return allowed
+
+
+def _build_allowed_globals() -> Dict[Tuple[str, str], Any]:
+    import collections
+
+    allowed = _numpy_allowed_globals()
+    allowed[("collections", "OrderedDict")] = collections.OrderedDict
+    allowed[("collections", "defaultdict")] = collections.defaultdict  # its factory must itself be allowed
+    allowed[("_codecs", "encode")] = _latin1_encode
+    for name, obj in (("list", list), ("dict", dict), ("tuple", tuple), ("set", set), ("frozenset", frozenset),
+                      ("int", int), ("float", float), ("complex", complex), ("bool", bool), ("str", str),
+                      ("bytes", bytes), ("bytearray", bytearray)):
+        allowed[("builtins", name)] = obj
+        allowed[("__builtin__", name)] = obj  # Python 2 pickles
+    return allowed
+
+
+_ALLOWED_GLOBALS: Optional[Dict[Tuple[str, str], Any]] = None
+
+
+def allowed_pickle_globals() -> Dict[Tuple[str, str], Any]:
+    """The (module, name) pairs :class:`RestrictedUnpickler` resolves; everything else is refused."""
+    global _ALLOWED_GLOBALS
+    if _ALLOWED_GLOBALS is None:
+        _ALLOWED_GLOBALS = _build_allowed_globals()
+    return _ALLOWED_GLOBALS
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that can only build numpy arrays/dtypes/scalars, containers, strings, bytes and numbers.
+
+    ``find_class`` is the only way a pickle reaches code (GLOBAL, STACK_GLOBAL, INST, OBJ and EXT opcodes all
+    go through it), so refusing every global outside the allow-list refuses the payload before it runs.
+    """
+
+    def find_class(self, module, name):
+        target = allowed_pickle_globals().get((module, name))
+        if target is None:
+            raise UnsafePickleError(
+                f"forbidden global '{module}.{name}' in pickle: only numpy arrays, dtypes and scalars, dicts, lists, "
+                "tuples, strings, bytes, numbers, None and booleans may be loaded"
+            )
+        return target
+
+    def persistent_load(self, pid):
+        raise UnsafePickleError(f"pickle uses a persistent id ({pid!r}); pose files never do")
+
+
+def _unpickle(fileobj, name: str):
+    try:
+        return RestrictedUnpickler(fileobj, encoding="latin1").load()
+    except UnsafePickleError as err:
+        raise UnsafePickleError(f"{name}: {err}") from None
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError,
+            KeyError, MemoryError, OverflowError) as err:
+        raise ValueError(f"{name}: not a readable pickle ({type(err).__name__}: {err})") from None
+
+
+def safe_load_pickle(path_or_file):
+    """Unpickle ``path_or_file`` (a path or a binary file object) with :class:`RestrictedUnpickler`.
+
+    Raises:
+        UnsafePickleError: the pickle references a forbidden global (nothing is executed).
+        ValueError: the file is not a readable pickle (truncated, garbled).
+    """
+    if hasattr(path_or_file, "read"):
+        return _unpickle(path_or_file, getattr(path_or_file, "name", "<pickle stream>"))
+    path = os.fspath(path_or_file)
+    with open(path, "rb") as f:
+        return _unpickle(f, path)
+
+
+def _read_npy_member(fileobj, name: str) -> np.ndarray:
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(fileobj)
+        if version == (1, 0):
+            shape, fortran_order, dtype = fmt.read_array_header_1_0(fileobj)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = fmt.read_array_header_2_0(fileobj)
+        else:  # (3, 0): utf-8 field names; numpy has no public reader for that header
+            impl = getattr(fmt, "_read_array_header", None)
+            if impl is None:
+                from numpy.lib import _format_impl as impl_module
+
+                impl = impl_module._read_array_header
+            shape, fortran_order, dtype = impl(fileobj, version)
+    except ValueError as err:
+        raise ValueError(f"{name}: not a .npy array ({err})") from None
+    if dtype.hasobject:
+        # np.save pickles object arrays whole; rebuild them through the restricted unpickler.
+        array = _unpickle(fileobj, name)
+        if not isinstance(array, np.ndarray):
+            raise ValueError(f"{name}: object member unpickled to {type(array).__name__}, not an array")
+        return array
+    count = int(np.prod(shape, dtype=np.int64))
+    data = fileobj.read(count * dtype.itemsize)
+    if len(data) != count * dtype.itemsize:
+        raise ValueError(f"{name}: truncated array data ({len(data)} of {count * dtype.itemsize} bytes)")
+    array = np.frombuffer(data, dtype=dtype, count=count)
+    if fortran_order:
+        return array.reshape(shape[::-1]).transpose().copy()
+    return array.reshape(shape).copy()
+
+
+def safe_load_npz(path: PathLike) -> Dict[str, np.ndarray]:
+    """Read every member of an ``.npz`` archive; object arrays are unpickled with :class:`RestrictedUnpickler`.
+
+    Returns a dict ``{member name without .npy: array}``, the arrays ``np.load(path, allow_pickle=True)`` would
+    give (call ``.item()`` on 0-d object arrays such as VideoPose3D's ``positions_3d``).
+    """
+    path = os.fspath(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as err:
+        raise ValueError(f"{path}: not an .npz archive ({err})") from None
+    out = {}
+    with archive:
+        for info in archive.infolist():
+            key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            try:
+                with archive.open(info) as member:
+                    out[key] = _read_npy_member(io.BufferedReader(member), f"{path}[{key}]")
+            except (zipfile.BadZipFile, EOFError, OSError) as err:  # CRC errors, truncated archives
+                raise ValueError(f"{path}[{key}]: damaged archive member ({err})") from None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# NTU RGB+D .skeleton
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def read_text_file(path: str) -> str:
+    """The text of ``path``; ValueError (naming the file and byte offset) when it is not UTF-8/ASCII."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a UTF-8/ASCII text file ({err.reason} at byte {err.start})") from None
+
+
+def read_ntu_skeleton(path: PathLike) -> Dict[str, Any]:
+    """Parse an NTU RGB+D ``.skeleton`` file.
+
+    Returns:
+        dict with ``num_frames`` (the header count) and ``bodies``: one dict per body ID, in order of first
+        appearance, with ``body_id`` (str), ``frame_index`` int64 (n,) (frames the body is tracked in),
+        ``joints`` float32 (n, 25, 3) camera coordinates in metres, ``depth_xy`` / ``color_xy`` float32
+        (n, 25, 2) pixel coordinates, ``tracking_state`` int8 (n, 25).
+
+    Raises:
+        ValueError: naming the file and line when a count or a line's number of values is wrong, the file
+            ends early (truncated) or has content after the last frame.
+    """
+    path = os.fspath(path)
+    lines = read_text_file(path).splitlines()
+    n_lines = len(lines)
+    pos = 0
+
+    def read_int(what: str) -> int:
+        nonlocal pos
+        if pos >= n_lines:
+            raise ValueError(f"{path}: truncated: expected {what} at line {pos + 1}, the file has {n_lines} lines")
+        text = lines[pos].strip()
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"{path}: line {pos + 1}: expected {what} (an integer), got {text[:40]!r}") from None
+        if value < 0:
+            raise ValueError(f"{path}: line {pos + 1}: negative {what} {value}")
+        pos += 1
+        return value
+
+    num_frames = read_int("the frame count")
+    bodies: Dict[str, Dict[str, list]] = {}
+    for frame in range(num_frames):
+        num_bodies = read_int(f"the body count of frame {frame}")
+        for b in range(num_bodies):
+            if pos >= n_lines:
+                raise ValueError(f"{path}: truncated: expected the body line of body {b} of frame {frame} at line "
+                                 f"{pos + 1}, the file has {n_lines} lines")
+            body_values = lines[pos].split()
+            if len(body_values) != _NTU_BODY_VALUES:
+                raise ValueError(f"{path}: line {pos + 1}: expected {_NTU_BODY_VALUES} body values for body {b} of "
+                                 f"frame {frame}, got {len(body_values)}")
+            body_id = body_values[0]
+            pos += 1
+            num_joints = read_int(f"the joint count of body {b} of frame {frame}")
+            if num_joints != NTU_NUM_JOINTS:
+                raise ValueError(f"{path}: line {pos}: expected {NTU_NUM_JOINTS} joints (Kinect v2), got {num_joints}")
+            if pos + num_joints > n_lines:
+                raise ValueError(f"{path}: truncated: body {b} of frame {frame} needs joint lines {pos + 1}-"
+                                 f"{pos + num_joints}, the file has {n_lines} lines")
+            block = lines[pos:pos + num_joints]
+            try:
+                values = np.array(" ".join(block).split(), dtype=np.float64)
+            except ValueError:
+                bad = next(i for i, line in enumerate(block) if not _all_numbers(line))
+                raise ValueError(f"{path}: line {pos + bad + 1}: non-numeric joint values "
+                                 f"{block[bad][:60]!r}") from None
+            if values.size != num_joints * _NTU_JOINT_VALUES:
+                bad = next(i for i, line in enumerate(block) if len(line.split()) != _NTU_JOINT_VALUES)
+                raise ValueError(f"{path}: line {pos + bad + 1}: expected {_NTU_JOINT_VALUES} values for joint {bad} "
+                                 f"of body {b} in frame {frame}, got {len(block[bad].split())}")
+            if not np.isfinite(values).all():
+                raise ValueError(f"{path}: lines {pos + 1}-{pos + num_joints}: non-finite joint values")
+            pos += num_joints
+            entry = bodies.setdefault(body_id, {"frame_index": [], "values": []})
+            entry["frame_index"].append(frame)
+            entry["values"].append(values.reshape(num_joints, _NTU_JOINT_VALUES))
+    trailing = [i for i in range(pos, n_lines) if lines[i].strip()]
+    if trailing:
+        raise ValueError(f"{path}: line {trailing[0] + 1}: unexpected content after the last of {num_frames} frames")
+
+    out_bodies = []
+    for body_id, entry in bodies.items():
+        values = np.stack(entry["values"])
+        out_bodies.append({
+            "body_id": body_id,
+            "frame_index": np.asarray(entry["frame_index"], dtype=np.int64),
+            "joints": values[..., 0:3].astype(np.float32),
+            "depth_xy": values[..., 3:5].astype(np.float32),
+            "color_xy": values[..., 5:7].astype(np.float32),
+            "tracking_state": values[..., 11].astype(np.int8),
+        })
+    return {"num_frames": num_frames, "bodies": out_bodies}
+
+
+def _all_numbers(line: str) -> bool:
+    try:
+        [float(v) for v in line.split()]
+        return True
+    except ValueError:
+        return False
+
+
+def body_motion(joints: np.ndarray) -> float:
+    """Total variance of a body's joint positions (sum over x, y, z of the variance over frames and joints).
+
+    The NTU authors' heuristic for the main actor (NTU RGB+D FAQ), also pyskl's ``ntu_preproc.py``.
+    """
+    joints = np.asarray(joints, dtype=np.float64).reshape(-1, joints.shape[-1])
+    return float(joints.var(axis=0).sum())
+
+
+def ntu_bodies_to_array(skeleton: Dict[str, Any], max_bodies: int = 2) -> np.ndarray:
+    """Arrange the bodies of :func:`read_ntu_skeleton` into ``(M, T, 25, 3)`` metres, ``M <= max_bodies``.
+
+    The ``max_bodies`` bodies with the most motion (:func:`body_motion`) are kept, most moving first, each at
+    the frames it was tracked in. Frames in which no body is tracked carry no data and are dropped (as pyskl's
+    ``ntu_preproc.py`` does), so ``T`` is the number of frames with at least one body.
+
+    Raises:
+        ValueError: the file has no tracked body at all.
+    """
+    bodies = skeleton["bodies"]
+    if not bodies:
+        raise ValueError("no body is tracked in any frame")
+    ranked = sorted(bodies, key=lambda b: -body_motion(b["joints"]))[:max_bodies]
+    tracked = np.unique(np.concatenate([b["frame_index"] for b in bodies]))
+    row_of_frame = np.full(skeleton["num_frames"], -1, dtype=np.int64)
+    row_of_frame[tracked] = np.arange(tracked.size)
+    out = np.zeros((len(ranked), tracked.size, NTU_NUM_JOINTS, 3), dtype=np.float32)
+    for m, body in enumerate(ranked):
+        out[m, row_of_frame[body["frame_index"]]] = body["joints"]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# JSON formats
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def load_json_file(path: str):
+    """Decode a JSON file; ValueError naming the file and position when it is truncated or not JSON."""
+    try:
+        return json.loads(read_text_file(path))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: invalid JSON ({err.msg} at line {err.lineno} column {err.colno}); "
+                         "truncated or not a JSON file") from None
+
+
+def read_kinetics_skeleton_json(path_or_data, name: Optional[str] = None) -> Dict[str, Any]:
+    """Parse one ST-GCN Kinetics-skeleton clip (OpenPose-18).
+
+    Args:
+        path_or_data: a path, or the already-decoded JSON dict.
+        name: how errors refer to the clip (defaults to the path).
+
+    Returns:
+        dict with ``poses`` float32 (P, T, 18, 2) normalised [0, 1] coordinates, ``scores`` float32 (P, T, 18),
+        where P is the largest number of skeletons in one frame, person ``p`` of a frame is its ``p``-th listed
+        skeleton, and frame ``t`` is ``frame_index - min(frame_index)``; ``label`` (str or None) and
+        ``label_index`` (int or None).
+    """
+    if isinstance(path_or_data, dict):
+        data, name = path_or_data, name or "<kinetics json>"
+    else:
+        name = name or os.fspath(path_or_data)
+        data = load_json_file(os.fspath(path_or_data))
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise ValueError(f"{name}: not a Kinetics-skeleton clip (expected an object with a 'data' list of frames)")
+    frames = data["data"]
+    if not frames:
+        raise ValueError(f"{name}: the clip has no frames")
+    try:
+        indices = [int(frame["frame_index"]) for frame in frames]
+        skeleton_lists = [frame["skeleton"] for frame in frames]
+    except (TypeError, KeyError, ValueError) as err:
+        raise ValueError(f"{name}: a frame lacks 'frame_index' or 'skeleton' ({err!r})") from None
+    first = min(indices)
+    num_frames = max(indices) - first + 1
+    num_persons = max((len(s) for s in skeleton_lists), default=0)
+    poses = np.zeros((max(num_persons, 1), num_frames, OPENPOSE_NUM_JOINTS, 2), dtype=np.float32)
+    scores = np.zeros((max(num_persons, 1), num_frames, OPENPOSE_NUM_JOINTS), dtype=np.float32)
+    for t, skeletons in zip(indices, skeleton_lists):
+        for p, skel in enumerate(skeletons):
+            try:
+                pose = np.asarray(skel["pose"], dtype=np.float32)
+                score = np.asarray(skel["score"], dtype=np.float32)
+            except (TypeError, KeyError, ValueError) as err:
+                raise ValueError(f"{name}: frame_index {t} skeleton {p}: bad 'pose'/'score' ({err!r})") from None
+            if pose.shape != (2 * OPENPOSE_NUM_JOINTS,) or score.shape != (OPENPOSE_NUM_JOINTS,):
+                raise ValueError(f"{name}: frame_index {t} skeleton {p}: expected 36 pose values and 18 scores, got "
+                                 f"{pose.size} and {score.size}")
+            poses[p, t - first] = pose.reshape(OPENPOSE_NUM_JOINTS, 2)
+            scores[p, t - first] = score
+    label_index = data.get("label_index")
+    return {"poses": poses, "scores": scores, "label": data.get("label"),
+            "label_index": None if label_index is None else int(label_index)}
+
+
+def top_persons_per_frame(poses: np.ndarray, scores: np.ndarray, k: int = 2) -> Tuple[np.ndarray, np.ndarray]:
+    """Keep, in every frame, the ``k`` persons with the highest total joint score (ST-GCN's Kinetics feeder).
+
+    Args:
+        poses: (P, T, J, C); scores: (P, T, J).
+
+    Returns:
+        ``(poses, scores)`` of shapes (k, T, J, C) and (k, T, J); slots beyond P are zeros. As in ST-GCN, the
+        ranking is per frame, so a slot need not follow the same person across frames.
+    """
+    num_persons = poses.shape[0]
+    order = np.argsort(-scores.sum(axis=2), axis=0, kind="stable")[:k]  # (k', T)
+    t = np.arange(poses.shape[1])[None]
+    top_poses, top_scores = poses[order, t], scores[order, t]
+    if num_persons < k:
+        pad = k - num_persons
+        top_poses = np.concatenate([top_poses, np.zeros((pad,) + top_poses.shape[1:], top_poses.dtype)])
+        top_scores = np.concatenate([top_scores, np.zeros((pad,) + top_scores.shape[1:], top_scores.dtype)])
+    return top_poses, top_scores
+
+
+_ALPHAPOSE_LAYOUTS = {26: "halpe26", 17: "coco17"}
+
+
+def _natural_key(value) -> tuple:
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(value)))
+
+
+def read_alphapose_json(path_or_data, max_persons: int = 2, name: Optional[str] = None) -> Dict[str, Any]:
+    """Group AlphaPose results (one entry per detected person per image) into pose sequences.
+
+    Frames are the distinct ``image_id`` values in natural order ("2.jpg" before "10.jpg"); frames without any
+    detection are absent from AlphaPose's output and so from the sequence. With track ids (``idx``, from
+    ``--pose_track``), a person is one track and the ``max_persons`` tracks with the highest total score are
+    kept; without them persons are ranked by detection score in every frame.
+
+    Returns:
+        dict with ``poses`` float32 (M, T, J, 2) pixels, ``scores`` float32 (M, T, J), ``layout`` ("halpe26"
+        or "coco17") and ``image_ids`` (list of T ids).
+    """
+    if isinstance(path_or_data, list):
+        entries, name = path_or_data, name or "<alphapose json>"
+    else:
+        name = name or os.fspath(path_or_data)
+        entries = load_json_file(os.fspath(path_or_data))
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{name}: not AlphaPose results (expected a non-empty list of detections)")
+    parsed = []
+    num_joints = None
+    for i, entry in enumerate(entries):
+        try:
+            keypoints = np.asarray(entry["keypoints"], dtype=np.float32)
+            image_id = entry["image_id"]
+        except (TypeError, KeyError, ValueError) as err:
+            raise ValueError(f"{name}: detection {i} lacks numeric 'keypoints' or 'image_id' ({err!r})") from None
+        if keypoints.ndim != 1 or keypoints.size % 3 or keypoints.size // 3 not in _ALPHAPOSE_LAYOUTS:
+            raise ValueError(f"{name}: detection {i}: expected 26*3 (Halpe) or 17*3 (COCO) keypoint values, got "
+                             f"{keypoints.size}")
+        if num_joints is None:
+            num_joints = keypoints.size // 3
+        elif keypoints.size // 3 != num_joints:
+            raise ValueError(f"{name}: detection {i} has {keypoints.size // 3} joints, earlier ones {num_joints}")
+        track = entry.get("idx")
+        if isinstance(track, (list, tuple)):
+            track = track[0] if track else None
+        score = entry.get("score")
+        kp = keypoints.reshape(num_joints, 3)
+        parsed.append((image_id, track, float(score) if score is not None else float(kp[:, 2].mean()), kp))
+    image_ids = sorted({p[0] for p in parsed}, key=_natural_key)
+    frame_of = {image_id: t for t, image_id in enumerate(image_ids)}
+    num_frames = len(image_ids)
+    tracked = all(p[1] is not None for p in parsed)
+    if tracked:
+        totals: Dict[Any, float] = {}
+        for _, track, score, _ in parsed:
+            totals[track] = totals.get(track, 0.0) + score
+        slots = {track: m for m, track in enumerate(sorted(totals, key=lambda k: -totals[k])[:max_persons])}
+        num_slots = len(slots)
+        assign = [(slots.get(track), image_id, kp) for image_id, track, _, kp in parsed]
+    else:
+        by_frame: Dict[Any, List] = {}
+        for image_id, _, score, kp in parsed:
+            by_frame.setdefault(image_id, []).append((score, kp))
+        assign = []
+        for image_id, detections in by_frame.items():
+            detections.sort(key=lambda d: -d[0])
+            assign += [(m, image_id, kp) for m, (_, kp) in enumerate(detections[:max_persons])]
+        num_slots = min(max_persons, max(len(d) for d in by_frame.values()))
+    poses = np.zeros((num_slots, num_frames, num_joints, 2), dtype=np.float32)
+    scores = np.zeros((num_slots, num_frames, num_joints), dtype=np.float32)
+    for slot, image_id, kp in assign:
+        if slot is None:
+            continue
+        poses[slot, frame_of[image_id]] = kp[:, :2]
+        scores[slot, frame_of[image_id]] = kp[:, 2]
+    return {"poses": poses, "scores": scores, "layout": _ALPHAPOSE_LAYOUTS[num_joints], "image_ids": image_ids}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# pyskl annotations and plain arrays
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def read_pyskl_annotation(annotation: Dict[str, Any], name: str = "<annotation>") -> Dict[str, Any]:
+    """Validate one pyskl/mmaction2 annotation dict and return its arrays.
+
+    Returns:
+        dict with ``poses`` float32 (M, T, V, C), ``scores`` float32 (M, T, V) or None, ``label`` (int or None),
+        ``frame_dir``, ``img_shape`` ((h, w) or None).
+    """
+    if not isinstance(annotation, dict):
+        raise ValueError(f"{name}: annotation is a {type(annotation).__name__}, not a dict")
+    if "keypoint" not in annotation:
+        if "raw_file" in annotation:
+            raise ValueError(f"{name}: K400-style annotation pointing at a kpfile ('raw_file'); decompress it with "
+                             "pyskl first, this reader needs inline 'keypoint' arrays")
+        raise ValueError(f"{name}: annotation has no 'keypoint' array (keys: {sorted(annotation)})")
+    try:
+        poses = np.asarray(annotation["keypoint"], dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name}: 'keypoint' is not numeric ({err})") from None
+    if poses.ndim != 4 or poses.shape[-1] not in (2, 3):
+        raise ValueError(f"{name}: 'keypoint' must be (M, T, V, C) with C in (2, 3), got shape {poses.shape}")
+    scores = annotation.get("keypoint_score")
+    if scores is not None:
+        scores = np.asarray(scores, dtype=np.float32)
+        if scores.shape != poses.shape[:3]:
+            raise ValueError(f"{name}: 'keypoint_score' shape {scores.shape} does not match keypoint {poses.shape}")
+    if not np.isfinite(poses).all():
+        raise ValueError(f"{name}: 'keypoint' holds non-finite values")
+    label = annotation.get("label")
+    return {"poses": poses, "scores": scores, "label": None if label is None else int(label),
+            "frame_dir": str(annotation.get("frame_dir", name)), "img_shape": annotation.get("img_shape")}
+
+
+def _infer_layout(num_joints: int, layout: Optional[str]) -> Tuple[Optional[str], List[str]]:
+    if layout is not None:
+        spec = get_layout(layout)
+        if spec.num_joints != num_joints:
+            raise ValueError(f"layout {spec.name!r} has {spec.num_joints} joints, the file has {num_joints}")
+        return spec.name, [spec.name]
+    candidates = [n for n in list(MODEL_LAYOUTS) + ["halpe26"] if LAYOUTS[n].num_joints == num_joints]
+    return (candidates[0] if len(candidates) == 1 else None), candidates
+
+
+def _as_sequence_array(array: np.ndarray, name: str) -> np.ndarray:
+    array = np.asarray(array)
+    if array.dtype.kind not in "fiu":
+        raise ValueError(f"{name}: expected a numeric pose array, got dtype {array.dtype}")
+    if array.ndim == 3:
+        array = array[None]
+    if array.ndim != 4 or array.shape[-1] not in (2, 3):
+        raise ValueError(f"{name}: expected poses shaped (T, J, C) or (M, T, J, C) with C in (2, 3), got "
+                         f"{array.shape}")
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name}: the pose array holds NaN or infinite values")
+    return array
+
+
+_NPZ_POSE_KEYS = ("poses", "keypoints", "keypoint", "kpts", "reconstruction", "positions", "pose")
+_NPZ_SCORE_KEYS = ("scores", "keypoint_score", "confidences", "confidence")
+
+
+def load_pose_file(path: PathLike, layout: Optional[str] = None, sample: Union[int, str, None] = None,
+                   max_persons: int = 2) -> Dict[str, Any]:
+    """Read any supported skeleton file into one pose sequence.
+
+    Dispatches on the extension and, for JSON, on the content: ``.npy``, ``.npz``, NTU ``.skeleton``,
+    Kinetics-skeleton JSON, AlphaPose JSON, NW-UCLA JSON (``{"skeletons": ...}``), pyskl ``.pkl``/``.pickle``.
+
+    Args:
+        path: the file.
+        layout: the skeleton layout of plain arrays (``.npy``/``.npz``); inferred from the joint count when it
+            is unambiguous, otherwise ``"layout"`` is None and ``meta["layout_candidates"]`` lists the options.
+        sample: for pyskl files with several annotations, the index or ``frame_dir`` of the one to read.
+        max_persons: the number of persons kept (NTU: most moving; Kinetics: highest score per frame;
+            AlphaPose: highest-scoring tracks).
+
+    Returns:
+        dict with ``poses`` float32 (M, T, J, C), ``layout`` (str or None), ``scores`` float32 (M, T, J) or None,
+        and ``meta`` (``format``, ``units`` ("mm", "px" or None when unknown), ``source``, and format-specific
+        entries such as ``label``). 3D files are returned in millimetres, 2D ones in pixels (Kinetics' normalised
+        coordinates are scaled back to its 340x256 frames), as the converted datasets store them.
+
+    Raises:
+        ValueError: naming the file and the problem (unknown format, truncated, garbled, wrong encoding, ...).
+        UnsafePickleError: a pickle references a forbidden global.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such file")
+    suffix = os.path.splitext(path)[1].lower()
+    meta: Dict[str, Any] = {"source": path}
+    scores = None
+    if suffix == ".skeleton":
+        skeleton = read_ntu_skeleton(path)
+        try:
+            poses = ntu_bodies_to_array(skeleton, max_persons) * 1000.0
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+        layout = "ntu25"
+        meta.update(format="ntu_skeleton", units="mm")
+    elif suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except ValueError as err:
+            raise ValueError(f"{path}: not a plain numeric .npy array ({err})") from None
+        poses = _as_sequence_array(array, path)
+        layout, candidates = _infer_layout(poses.shape[2], layout)
+        meta.update(format="npy", units=None, layout_candidates=candidates)
+    elif suffix == ".npz":
+        members = safe_load_npz(path)
+        key = next((k for k in _NPZ_POSE_KEYS if k in members), None)
+        numeric = [k for k, v in members.items() if v.dtype.kind in "fiu" and v.ndim in (3, 4)]
+        if key is None and len(numeric) == 1:
+            key = numeric[0]
+        if key is None:
+            raise ValueError(f"{path}: no pose array found (members {sorted(members)}; expected one of "
+                             f"{list(_NPZ_POSE_KEYS)}); VideoPose3D dataset archives are read by "
+                             "`datasets_scripts.videopose3d`")
+        poses = _as_sequence_array(members[key], f"{path}[{key}]")
+        score_key = next((k for k in _NPZ_SCORE_KEYS if k in members), None)
+        if score_key is not None:
+            scores = np.asarray(members[score_key], dtype=np.float32).reshape(poses.shape[:3])
+        layout, candidates = _infer_layout(poses.shape[2], layout)
+        meta.update(format="npz", units=None, layout_candidates=candidates, key=key)
+    elif suffix == ".json":
+        data = load_json_file(path)
+        if isinstance(data, dict) and isinstance(data.get("data"), list):
+            clip = read_kinetics_skeleton_json(data, name=path)
+            poses, scores = top_persons_per_frame(clip["poses"], clip["scores"], max_persons)
+            poses = poses * np.asarray(KINETICS_SKELETON_IMAGE_SIZE, dtype=np.float32)
+            layout = "openpose18"
+            meta.update(format="kinetics_skeleton", units="px", image_size=list(KINETICS_SKELETON_IMAGE_SIZE),
+                        label=clip["label"], label_index=clip["label_index"])
+        elif isinstance(data, list):
+            result = read_alphapose_json(data, max_persons=max_persons, name=path)
+            poses, scores, layout = result["poses"], result["scores"], result["layout"]
+            meta.update(format="alphapose", units="px", image_ids=result["image_ids"])
+        elif isinstance(data, dict) and "skeletons" in data:
+            poses = read_nw_ucla_skeletons(data, name=path)[None] * 1000.0
+            layout = "kinect_v1_20"
+            meta.update(format="nw_ucla", units="mm")
+        else:
+            raise ValueError(f"{path}: JSON is neither a Kinetics-skeleton clip, AlphaPose results nor NW-UCLA "
+                             "skeletons")
+    elif suffix in (".pkl", ".pickle"):
+        content = safe_load_pickle(path)
+        annotation = _pick_annotation(content, sample, path)
+        ann = read_pyskl_annotation(annotation, name=f"{path}[{annotation.get('frame_dir', sample)}]")
+        poses, scores = ann["poses"], ann["scores"]
+        if poses.shape[0] > max_persons:
+            poses = poses[:max_persons]
+            scores = None if scores is None else scores[:max_persons]
+        # pyskl's layouts are fixed by the joint count: nturgb+d (25), openpose (18), coco (17).
+        layout, candidates = _infer_layout(poses.shape[2], layout if layout is not None else
+                                           {25: "ntu25", 18: "openpose18", 17: "coco17"}.get(poses.shape[2]))
+        is_3d = scores is None and poses.shape[-1] == 3
+        if is_3d:
+            poses = poses * 1000.0  # pyskl keeps NTU's Kinect metres
+        meta.update(format="pyskl", units="mm" if is_3d else "px", label=ann["label"], frame_dir=ann["frame_dir"],
+                    layout_candidates=candidates)
+        if ann["img_shape"] is not None:
+            meta["image_size"] = [int(ann["img_shape"][1]), int(ann["img_shape"][0])]
+    else:
+        raise ValueError(f"{path}: unsupported file type {suffix!r}; expected .npy, .npz, .skeleton, .json, .pkl")
+    if poses.size == 0 or poses.shape[1] == 0:
+        raise ValueError(f"{path}: the file holds no frames")
+    return {"poses": np.ascontiguousarray(poses, dtype=np.float32), "layout": layout,
+            "scores": None if scores is None else np.ascontiguousarray(scores, dtype=np.float32), "meta": meta}
+
+
+def _pick_annotation(content, sample, path):
+    if isinstance(content, dict) and "annotations" in content:
+        annotations = content["annotations"]
+        if not isinstance(annotations, list) or not annotations:
+            raise ValueError(f"{path}: 'annotations' is empty or not a list")
+        if sample is None:
+            if len(annotations) != 1:
+                raise ValueError(f"{path}: holds {len(annotations)} annotations; pass sample=<index or frame_dir>")
+            return annotations[0]
+        if isinstance(sample, int):
+            if not -len(annotations) <= sample < len(annotations):
+                raise ValueError(f"{path}: sample {sample} out of range for {len(annotations)} annotations")
+            return annotations[sample]
+        for annotation in annotations:
+            if isinstance(annotation, dict) and annotation.get("frame_dir") == sample:
+                return annotation
+        raise ValueError(f"{path}: no annotation with frame_dir {sample!r}")
+    if isinstance(content, dict) and "keypoint" in content:
+        return content
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        return _pick_annotation({"annotations": content}, sample, path)
+    raise ValueError(f"{path}: not a pyskl annotation file (expected a dict with 'annotations' or 'keypoint')")
+
+
+def read_nw_ucla_skeletons(path_or_data, name: Optional[str] = None) -> np.ndarray:
+    """NW-UCLA ``{"file_name": ..., "skeletons": [[[x, y, z] * 20] per frame]}`` -> float32 (T, 20, 3) metres."""
+    if isinstance(path_or_data, dict):
+        data, name = path_or_data, name or "<nw-ucla json>"
+    else:
+        name = name or os.fspath(path_or_data)
+        data = load_json_file(os.fspath(path_or_data))
+    if not isinstance(data, dict) or "skeletons" not in data:
+        raise ValueError(f"{name}: not an NW-UCLA sequence (expected an object with 'skeletons')")
+    try:
+        poses = np.asarray(data["skeletons"], dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: 'skeletons' is not a regular frames x 20 x 3 number array") from None
+    if poses.ndim != 3 or poses.shape[1:] != (20, 3) or poses.shape[0] == 0:
+        raise ValueError(f"{name}: expected skeletons shaped (frames, 20, 3), got {poses.shape}")
+    if not np.isfinite(poses).all():
+        raise ValueError(f"{name}: skeletons hold non-finite values")
+    return poses
+
+
+__all__ = [
+    "KINETICS_SKELETON_IMAGE_SIZE",
+    "UnsafePickleError",
+    "RestrictedUnpickler",
+    "allowed_pickle_globals",
+    "safe_load_pickle",
+    "safe_load_npz",
+    "read_text_file",
+    "load_json_file",
+    "read_ntu_skeleton",
+    "body_motion",
+    "ntu_bodies_to_array",
+    "read_kinetics_skeleton_json",
+    "top_persons_per_frame",
+    "read_alphapose_json",
+    "read_pyskl_annotation",
+    "read_nw_ucla_skeletons",
+    "load_pose_file",
+]

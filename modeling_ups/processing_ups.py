@@ -1,0 +1,261 @@
+"""Processor for UPS: skeleton sequences in, model inputs and token targets out; generated tokens back to results."""
+
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from transformers.processing_utils import ProcessorMixin
+
+from .feature_extraction_ups import PreparedPose, _per_sample
+from .skeletons import LAYOUTS, convert_layout
+from .tokenization_ups import task_eot_index
+
+IGNORE_INDEX = -100
+_UNIT_TO_MM = {"mm": 1.0, "m": 1000.0}
+
+
+class UPSProcessor(ProcessorMixin):
+    r"""
+    Wraps a [`UPSFeatureExtractor`] (poses -> `pose_values` & masks) and a [`UPSTokenizer`] (labels and 3D
+    poses <-> tokens) into one object that returns everything [`UPSForPoseSequenceModeling`] takes.
+
+    Args:
+        feature_extractor ([`UPSFeatureExtractor`]): prepares the input skeletons.
+        tokenizer ([`UPSTokenizer`]): the unified output vocabulary.
+        pose_estimation_target_frames (`int`, *optional*, defaults to 1):
+            Frames `K` pose estimation predicts per clip (must equal `UPSConfig.pose_estimation_target_frames`):
+            frame `(T - 1) // 2` of the original input for `K = 1`, else `K` consecutive frames around it.
+    """
+
+    def __init__(self, feature_extractor, tokenizer, pose_estimation_target_frames: int = 1, **kwargs):
+        if int(pose_estimation_target_frames) < 1:
+            raise ValueError(f"pose_estimation_target_frames must be positive, got {pose_estimation_target_frames}")
+        self.pose_estimation_target_frames = int(pose_estimation_target_frames)
+        super().__init__(feature_extractor, tokenizer, **kwargs)
+
+    def __call__(
+        self,
+        poses=None,
+        task: Union[str, Sequence[str]] = "action_recognition",
+        labels: Union[None, str, int, Sequence[Any]] = None,
+        target_poses=None,
+        layout: Union[None, str, Sequence[Optional[str]]] = None,
+        observation_ratio: Union[None, float, Sequence[float]] = None,
+        target_unit: str = "mm",
+        return_tensors: Optional[str] = "pt",
+        **feature_kwargs,
+    ):
+        """Prepare model inputs and, when targets are given, `labels`.
+
+        Args:
+            poses: one skeleton sequence `(T, J, C)` / `(M, T, J, C)` or a batch (see [`UPSFeatureExtractor`]).
+            task (`str` or `list[str]`): `"action_recognition_3d"`, `"action_recognition_2d"`,
+                `"pose_estimation_3d"`, `"early_action_prediction_3d"`, or the shorthands `"action_recognition"`
+                (2D or 3D told from the input), `"pose_estimation"`, `"early_action_prediction"`; per sample when
+                a list.
+            labels (`str`, `int` or `list`, *optional*): action label text (or class index into the tokenizer's
+                labels) of the recognition and early-prediction samples; ignored for pose-estimation samples.
+            target_poses (array or `list`, *optional*): for pose-estimation samples, 3D poses `(T, J, 3)` aligned
+                with the input frames, camera frame, in `target_unit`; the processor keeps the target frame(s),
+                makes them root-relative and encodes them. Ignored for other samples (`None` entries allowed).
+            layout (`str` or `list`, *optional*): layout of the input skeletons.
+            observation_ratio (`float` in (0, 1], *optional*): early prediction, keep the first `ceil(r * T)` frames.
+            target_unit (`"mm"` or `"m"`): unit of `target_poses`.
+            return_tensors (`str`, *optional*, defaults to `"pt"`).
+            feature_kwargs: `coordinates`, `has_confidence`, `is_batched` (see [`UPSFeatureExtractor`]).
+
+        Returns:
+            [`BatchFeature`] with `pose_values`, `attention_mask`, `person_mask`, `task_ids`, `layout_ids` and,
+            with targets, `labels` `(B, L)` padded with -100.
+        """
+        if poses is None:
+            raise ValueError("UPSProcessor needs poses")
+        if target_unit not in _UNIT_TO_MM:
+            raise ValueError(f"target_unit must be 'mm' or 'm', got {target_unit!r}")
+        samples = self.feature_extractor.prepare(
+            poses, task=task, layout=layout, observation_ratio=observation_ratio, **feature_kwargs
+        )
+        features = self.feature_extractor.collate(samples, return_tensors=None)
+        if labels is not None or target_poses is not None:
+            if isinstance(labels, (int, np.integer)):
+                labels = [labels] * len(samples)
+            labels_per_sample = _per_sample(labels, len(samples), "labels")
+            targets_per_sample = _split_targets(target_poses, len(samples))
+            sequences = [
+                self._target_ids(i, s, labels_per_sample[i], targets_per_sample[i], target_unit)
+                for i, s in enumerate(samples)
+            ]
+            padded = np.full((len(sequences), max(map(len, sequences))), IGNORE_INDEX, dtype=np.int64)
+            for i, seq in enumerate(sequences):
+                padded[i, : len(seq)] = seq
+            features["labels"] = padded
+        return features.convert_to_tensors(tensor_type=return_tensors) if return_tensors else features
+
+    # ------------------------------------------------------------------ targets
+    def target_frame_indices(self, num_frames: int) -> np.ndarray:
+        """Frames of a `num_frames`-long input that pose estimation predicts (centre frame(s))."""
+        k = self.pose_estimation_target_frames
+        if num_frames < k:
+            raise ValueError(f"pose estimation of {k} target frames needs at least {k} input frames, got {num_frames}")
+        start = (num_frames - 1) // 2 - (k - 1) // 2
+        start = min(max(start, 0), num_frames - k)
+        return np.arange(start, start + k)
+
+    def _target_ids(self, index, sample: PreparedPose, label, target, target_unit) -> List[int]:
+        if task_eot_index(sample.task) != 1:
+            if label is None:
+                raise ValueError(f"sample {index} ({sample.task}) needs a label")
+            return self.tokenizer.encode_label(label, task=sample.task)
+        if target is None:
+            raise ValueError(f"sample {index} ({sample.task}) needs target_poses")
+        if isinstance(target, torch.Tensor):
+            target = target.detach().cpu().numpy()
+        target = np.asarray(target, dtype=np.float64)
+        if target.ndim != 3 or target.shape[-1] != 3:
+            raise ValueError(f"sample {index}: target_poses must be 3D poses shaped (T, J, 3), got {target.shape}")
+        if not np.isfinite(target).all():
+            raise ValueError(f"sample {index}: target_poses contain NaN or inf")
+        if target.shape[0] != sample.num_input_frames:
+            raise ValueError(
+                f"sample {index}: target_poses have {target.shape[0]} frames but the input has "
+                f"{sample.num_input_frames}; targets must be aligned with the input frames"
+            )
+        layout = LAYOUTS[sample.layout]
+        if target.shape[1] != layout.num_joints:
+            source = LAYOUTS[sample.source_layout]
+            if target.shape[1] != source.num_joints:
+                raise ValueError(
+                    f"sample {index}: target_poses have {target.shape[1]} joints, layout {layout.name!r} has "
+                    f"{layout.num_joints}"
+                )
+            target = convert_layout(target, source.name, layout.name)
+        pose = target[self.target_frame_indices(sample.num_input_frames)] * _UNIT_TO_MM[target_unit]
+        pose = pose - layout.root_position(pose)
+        return self.tokenizer.encode_pose(pose)
+
+    # ------------------------------------------------------------------ outputs
+    def post_process(
+        self,
+        generated_ids,
+        task: Union[str, Sequence[str]] = "action_recognition",
+        layout: Union[None, str, Sequence[Optional[str]]] = None,
+        scores=None,
+        top_k: int = 5,
+    ) -> List[Dict[str, Any]]:
+        """Structured results from generated token ids, one dict per sample.
+
+        Args:
+            generated_ids (`torch.Tensor` / array `(B, L)` or list of id lists): `generate()` output (a leading
+                `<s>` is skipped).
+            task (`str` or `list[str]`): task of each sample (full name or shorthand).
+            layout (`str` or `list`, *optional*): input layout, needed for pose estimation (defaults to the
+                feature extractor's `default_layout`); the output joints are in its model layout.
+            scores (*optional*): logits over the vocabulary at the label step, `(B, V)`, or `generate`'s per-step
+                tuple (its first step is used). Gives `score` and `top_k` (softmax over label tokens only).
+            top_k (`int`, defaults to 5): entries of `top_k`.
+
+        Returns:
+            Recognition / early prediction: `{"label", "label_id" (token id), "label_index" (index into
+            `tokenizer.label_names`), "score", "top_k"}` (`label` is None when the first token is no label).
+            Pose estimation: `{"keypoints_3d"` (K, J, 3) float32 millimetres, root-relative, camera frame (NaN where
+            a generated token is not a valid bin), `"joint_names", "layout", "units": "mm"}`.
+        """
+        if isinstance(generated_ids, (torch.Tensor, np.ndarray)):
+            sequences = [[int(i) for i in row] for row in generated_ids.tolist()]
+        else:
+            sequences = [[int(i) for i in row] for row in generated_ids]
+        tasks = _per_sample(task, len(sequences), "task")
+        layouts = _per_sample(layout, len(sequences), "layout")
+        probabilities = self._label_probabilities(scores, len(sequences))
+        results = []
+        for b, ids in enumerate(sequences):
+            if task_eot_index(tasks[b]) == 1:
+                name = layouts[b] or self.feature_extractor.default_layout
+                if name is None:
+                    raise ValueError("post_process needs layout= to decode pose estimation (no default_layout set)")
+                model_layout = LAYOUTS[self.feature_extractor.model_layout(name)]
+                keypoints = self.tokenizer.decode_pose(
+                    ids, model_layout.num_joints, num_frames=self.pose_estimation_target_frames, strict=False
+                )
+                results.append({
+                    "keypoints_3d": keypoints, "joint_names": list(model_layout.joint_names),
+                    "layout": model_layout.name, "units": "mm",
+                })
+            else:
+                results.append(self._label_result(ids, None if probabilities is None else probabilities[b], top_k))
+        return results
+
+    def _label_probabilities(self, scores, batch_size: int) -> Optional[np.ndarray]:
+        if scores is None:
+            return None
+        if isinstance(scores, (tuple, list)):
+            scores = scores[0]
+        scores = torch.as_tensor(scores).detach().float().cpu()
+        if scores.ndim != 2 or scores.shape[0] != batch_size or scores.shape[1] < self.tokenizer.bin_token_offset:
+            raise ValueError(f"scores must be (batch, vocab) logits, got shape {tuple(scores.shape)}")
+        ids = self.tokenizer.label_token_ids
+        return torch.softmax(scores[:, ids.start : ids.stop], dim=-1).numpy()
+
+    def _label_result(self, ids, probabilities, top_k) -> Dict[str, Any]:
+        tok = self.tokenizer
+        try:
+            label = tok.decode_label(ids)
+            label_id = tok.label_id(label)
+        except ValueError:
+            label, label_id = None, None
+        index = None if label_id is None else label_id - tok.label_token_offset
+        names = tok.label_names
+        result = {"label": label, "label_id": label_id, "label_index": index, "score": None, "top_k": []}
+        if probabilities is not None:
+            if index is not None:
+                result["score"] = float(probabilities[index])
+            order = np.argsort(-probabilities, kind="stable")[: max(int(top_k), 0)]
+            result["top_k"] = [
+                {"label": names[i], "label_id": int(i) + tok.label_token_offset, "score": float(probabilities[i])}
+                for i in order
+            ]
+        return result
+
+    # ------------------------------------------------------------------ agreement with a model
+    def check_model_config(self, config) -> None:
+        """Raise ValueError when this processor and a model config disagree on vocabulary, layouts or tasks."""
+        problems = []
+        tok, fe = self.tokenizer, self.feature_extractor
+        if int(config.num_bins) != tok.num_bins:
+            problems.append(f"num_bins: model {config.num_bins}, tokenizer {tok.num_bins}")
+        if int(config.num_label_tokens) != tok.num_label_tokens:
+            problems.append(f"num_label_tokens: model {config.num_label_tokens}, tokenizer {tok.num_label_tokens}")
+        model_layouts = [v["name"] for v in config.layouts]
+        if model_layouts != list(fe.layouts):
+            problems.append(f"layouts: model {model_layouts}, feature extractor {fe.layouts}")
+        if list(config.tasks) != list(fe.tasks):
+            problems.append(f"tasks: model {list(config.tasks)}, feature extractor {fe.tasks}")
+        k = int(getattr(config, "pose_estimation_target_frames", 1))
+        if k != self.pose_estimation_target_frames:
+            problems.append(f"pose_estimation_target_frames: model {k}, processor {self.pose_estimation_target_frames}")
+        frames = fe.num_frames if fe.num_frames is not None else fe.max_frames
+        if frames > int(config.max_frames):
+            problems.append(f"frames: the feature extractor emits up to {frames}, the model takes {config.max_frames}")
+        if problems:
+            raise ValueError("Processor and model config disagree: " + "; ".join(problems))
+
+
+def _split_targets(target_poses, batch_size: int) -> list:
+    """One target (or None) per sample."""
+    if target_poses is None:
+        return [None] * batch_size
+    if isinstance(target_poses, (np.ndarray, torch.Tensor)):
+        if target_poses.ndim == 3:
+            return _per_sample([target_poses], batch_size, "target_poses")
+        return _per_sample(list(target_poses), batch_size, "target_poses")
+    target_poses = list(target_poses)
+    if len(target_poses) == batch_size and all(
+        t is None or isinstance(t, (np.ndarray, torch.Tensor)) or np.ndim(t) == 3 for t in target_poses
+    ):
+        return target_poses
+    if batch_size == 1:
+        return [target_poses]
+    raise ValueError(f"target_poses must hold one (T, J, 3) pose sequence (or None) per sample ({batch_size})")
+
+
+__all__ = ["UPSProcessor"]

@@ -1,0 +1,192 @@
+"""Task datasets and collators for training and evaluation.
+
+Every dataset follows ``datasets_scripts.schema`` (``poses`` stored frames-first, millimetres for 3D, pixels for
+2D). This module turns rows into what the processor takes, per task:
+
+- ``action_recognition_3d`` / ``early_action_prediction_3d``: ``poses`` (3D) -> label;
+  early prediction keeps the first ``r`` of the frames, ``r`` drawn per sample while training.
+- ``action_recognition_2d``: ``poses`` (2D pixels) with ``confidences`` when present -> label.
+- ``pose_estimation_3d``: a window of ``poses_2d`` (pixels) -> the 3D pose of its centre frame (``poses``, mm).
+  Long recordings are cut into windows centred on a random frame (training) or on every ``stride``-th frame
+  (evaluation), padded by repeating the edge frames as VideoPose3D does.
+
+Randomness (observation ratios, window centres) is a pure function of (seed, task, batch number, position), so a
+resumed run sees exactly the samples an uninterrupted run would.
+"""
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..configuration_ups import UPS_TASKS
+from ..evaluation.metrics import OBSERVATION_RATIOS
+
+POSE_TASK = "pose_estimation_3d"
+EARLY_TASK = "early_action_prediction_3d"
+
+
+def _persons_first(stored) -> np.ndarray:
+    return np.swapaxes(np.asarray(stored, dtype=np.float32), 0, 1)
+
+
+def row_label_name(dataset, row) -> Optional[str]:
+    label = int(row["label"])
+    if label < 0:
+        return None
+    return dataset.features["label"].int2str(label)
+
+
+@dataclass
+class WindowIndex:
+    """Pose-estimation evaluation samples: (row, centre frame) pairs over a dataset of recordings."""
+
+    rows: np.ndarray
+    centres: np.ndarray
+
+    @classmethod
+    def build(cls, frame_counts: Sequence[int], stride: int, window: Optional[int]):
+        rows, centres = [], []
+        for r, n in enumerate(frame_counts):
+            # Short clips (the synthetic data) are one window each, centred as the processor centres them.
+            picks = [(n - 1) // 2] if window is None or n <= window else range(0, n, stride)
+            rows.extend([r] * len(picks))
+            centres.extend(picks)
+        return cls(np.asarray(rows, dtype=np.int64), np.asarray(centres, dtype=np.int64))
+
+    def __len__(self):
+        return len(self.rows)
+
+
+def cut_window(sequence: np.ndarray, centre: int, window: int, axis: int = 1) -> np.ndarray:
+    """Frames ``centre - window//2 .. centre + window//2`` along ``axis``, edge-replicated beyond the ends."""
+    n = sequence.shape[axis]
+    half = window // 2
+    idx = np.clip(np.arange(centre - half, centre - half + window), 0, n - 1)
+    return np.take(sequence, idx, axis=axis)
+
+
+class TaskCollator:
+    """Rows of one task's dataset -> processor outputs (``labels`` included).
+
+    Args:
+        processor: a ``UPSProcessor``.
+        task: one of ``UPS_TASKS``.
+        dataset: the ``datasets.Dataset`` rows come from (for class names).
+        train: draw observation ratios / window centres at random (else: full clips, centre windows).
+        seed: seed of that randomness.
+        pose_window: input frames per pose-estimation window (odd; default: whole clips when they fit the
+            processor's frame budget).
+        observation_ratio: fixed ratio for early prediction (evaluation); training draws from the paper's grid.
+    """
+
+    def __init__(self, processor, task: str, dataset, train: bool, seed: int = 0,
+                 pose_window: Optional[int] = None, observation_ratio: Optional[float] = None):
+        if task not in UPS_TASKS:
+            raise ValueError(f"Unknown task {task!r}; choose from {list(UPS_TASKS)}")
+        self.processor, self.task, self.dataset, self.train = processor, task, dataset, train
+        self.seed, self.pose_window, self.observation_ratio = seed, pose_window, observation_ratio
+
+    def _rng(self, key) -> np.random.Generator:
+        return np.random.default_rng((self.seed, UPS_TASKS.index(self.task), *key))
+
+    def inputs_and_targets(self, rows: List[dict], keys: List[tuple], centres: Optional[List[int]] = None):
+        """Processor kwargs for ``rows``: (poses, labels, target_poses, extra kwargs)."""
+        poses, labels, targets, ratios = [], [], [], []
+        layout = [row["layout"] for row in rows]
+        coordinates = None
+        for i, row in enumerate(rows):
+            if self.task == POSE_TASK:
+                if "poses_2d" not in row:
+                    raise ValueError("pose estimation needs rows with a `poses_2d` column (2D input)")
+                inp, tgt = _persons_first(row["poses_2d"])[:1], _persons_first(row["poses"])[0]
+                n = inp.shape[1]
+                if self.pose_window is not None and n > self.pose_window:
+                    if centres is not None:
+                        centre = centres[i]
+                    else:
+                        centre = int(self._rng(keys[i]).integers(n))
+                    inp = cut_window(inp, centre, self.pose_window, axis=1)
+                    tgt = cut_window(tgt, centre, self.pose_window, axis=0)
+                poses.append(inp)
+                targets.append(tgt)
+                labels.append(None)
+                coordinates = "2d"
+            else:
+                seq = _persons_first(row["poses"])
+                if self.task == "action_recognition_2d":
+                    coordinates = "2d"
+                    if "confidences" in row and row["confidences"] is not None:
+                        conf = _persons_first(row["confidences"])[..., None]
+                        seq = np.concatenate([seq[..., :2], conf], axis=-1)
+                poses.append(seq)
+                targets.append(None)
+                labels.append(row_label_name(self.dataset, row))
+                if self.task == EARLY_TASK:
+                    if self.observation_ratio is not None:
+                        ratios.append(self.observation_ratio)
+                    elif self.train:
+                        ratios.append(float(self._rng(keys[i]).choice(OBSERVATION_RATIOS)))  # the evaluation grid
+                    else:
+                        ratios.append(1.0)
+        extra = {"layout": layout}
+        if coordinates == "2d":
+            extra["coordinates"] = "2d"
+        if ratios:
+            extra["observation_ratio"] = ratios
+        return poses, labels, targets, extra
+
+    def __call__(self, items):
+        """``items``: (key, row) pairs from :class:`KeyedRows`."""
+        keys = [k for k, _ in items]
+        rows = [r for _, r in items]
+        poses, labels, targets, extra = self.inputs_and_targets(rows, keys)
+        has_targets = self.task == POSE_TASK
+        batch = self.processor(
+            poses, task=self.task, labels=None if has_targets else labels,
+            target_poses=targets if has_targets else None, return_tensors="pt", **extra,
+        )
+        return dict(batch)
+
+
+class KeyedRows(torch.utils.data.Dataset):
+    """A ``datasets.Dataset`` read by (batch number, index) keys so collators can seed per-sample randomness."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset.with_format("numpy")
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        batch_number, index = key
+        return (batch_number, index), self.dataset[int(index)]
+
+
+def load_task_datasets(args, processor) -> Dict[str, Dict[str, object]]:
+    """``{task: {"train": Dataset, "test": Dataset}}`` for ``args.tasks``: saved folders / Hub ids from
+    ``args.dataset`` where given, the synthetic generator for the rest."""
+    from datasets import DatasetDict, load_dataset, load_from_disk
+
+    out = {}
+    missing = [t for t in args.tasks if t not in args.dataset]
+    if missing:
+        from datasets_scripts.synthetic import build_synthetic_datasets
+
+        synthetic = build_synthetic_datasets(num_train=args.num_train_samples, num_test=args.num_eval_samples,
+                                             seed=args.seed)
+        for t in missing:
+            out[t] = synthetic[t]
+    for t in args.tasks:
+        if t in out:
+            continue
+        spec = args.dataset[t]
+        try:
+            data = load_from_disk(spec)
+        except FileNotFoundError:
+            data = load_dataset(spec)
+        if not isinstance(data, DatasetDict) or "train" not in data or "test" not in data:
+            raise ValueError(f"dataset for {t} ({spec}) must be a DatasetDict with 'train' and 'test' splits")
+        out[t] = data
+    return out

