@@ -83,6 +83,28 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def staging_dir(output_dir) -> Path:
+    """The hidden folder next to ``output_dir`` that this process writes into before publishing."""
+    output_dir = Path(output_dir).absolute()
+    return output_dir.parent / f".{output_dir.name}.partial-{os.getpid()}"
+
+
+def remove_stale_staging(output_dir) -> None:
+    """Delete staging folders that killed runs left next to ``output_dir``; refuse if a live run owns one."""
+    output_dir = Path(output_dir).absolute()
+    if not output_dir.parent.is_dir():
+        return
+    for entry in output_dir.parent.iterdir():
+        match = _STAGING_RE.match(entry.name)
+        if not match or match.group("name") != output_dir.name or not entry.is_dir():
+            continue
+        pid = int(match.group("pid"))
+        if pid != os.getpid() and _pid_alive(pid):
+            raise ConversionError(f"another conversion (pid {pid}) is writing {output_dir} ({entry})")
+        tqdm.write(f"removing the unfinished output of an interrupted run: {entry}", file=sys.stderr)
+        shutil.rmtree(entry)
+
+
 def is_complete_dataset(path) -> bool:
     """True when ``path`` holds a finished conversion (written by :class:`DatasetWriter`)."""
     return (Path(path) / REPORT_FILE).is_file()
@@ -114,7 +136,7 @@ class DatasetWriter:
                                   "replace it")
         self.output_dir.parent.mkdir(parents=True, exist_ok=True)
         self._remove_stale_staging()
-        self.staging = self.output_dir.parent / f".{self.output_dir.name}.partial-{os.getpid()}"
+        self.staging = staging_dir(self.output_dir)
         if self.staging.exists():
             shutil.rmtree(self.staging)
         (self.staging / "_arrow").mkdir(parents=True)
@@ -128,15 +150,7 @@ class DatasetWriter:
         self._closed = False
 
     def _remove_stale_staging(self) -> None:
-        for entry in self.output_dir.parent.iterdir():
-            match = _STAGING_RE.match(entry.name)
-            if not match or match.group("name") != self.output_dir.name or not entry.is_dir():
-                continue
-            pid = int(match.group("pid"))
-            if pid != os.getpid() and _pid_alive(pid):
-                raise ConversionError(f"another conversion (pid {pid}) is writing {self.output_dir} ({entry})")
-            tqdm.write(f"removing the unfinished output of an interrupted run: {entry}", file=sys.stderr)
-            shutil.rmtree(entry)
+        remove_stale_staging(self.output_dir)
 
     def add(self, example: Dict, targets: Iterable[Tuple[str, str]]) -> None:
         """Write ``example`` to every ``(benchmark, split)`` in ``targets``."""
@@ -297,6 +311,8 @@ __all__ = [
     "ConversionReport",
     "DatasetWriter",
     "is_complete_dataset",
+    "staging_dir",
+    "remove_stale_staging",
     "convert_items",
     "finish",
     "add_output_arguments",

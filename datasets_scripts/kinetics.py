@@ -34,8 +34,13 @@ KINETICS_PARTS = {"train": "train", "val": "test"}
 
 
 def read_label_file(path) -> Dict[str, dict]:
-    labels = load_json_file(str(path))
-    if not isinstance(labels, dict):
+    """``kinetics_{train,val}_label.json``; ConversionError when it is unreadable or not in that format."""
+    try:
+        labels = load_json_file(str(path))
+    except ValueError as err:
+        raise ConversionError(str(err)) from None
+    if not isinstance(labels, dict) or not all(isinstance(e, dict) and "label_index" in e and "label" in e
+                                               for e in labels.values()):
         raise ConversionError(f"{path}: expected {{clip id: {{has_skeleton, label, label_index}}}}")
     return labels
 

@@ -30,13 +30,15 @@ from .common import (DATA_DIR, ConversionError, ConversionReport, DatasetWriter,
                      convert_items, finish, parse_benchmarks, read_lines_file, run_cli)
 from .schema import TASKS_3D_ACTION, make_example, pose_features
 
-# Official class names (github.com/shahroudy/NTURGB-D README), A1..A120; NTU60 uses the first 60.
+# Class names A1..A120 (NTU60 uses the first 60): the official list of github.com/shahroudy/NTURGB-D, with A25 and
+# A120 in their short forms ("reach into pocket", as in the NTU RGB+D paper; "support somebody with hand"), the
+# names processors/labels/ntu120.txt gives the tokenizer.
 NTU_CLASSES = (
     "drink water", "eat meal/snack", "brushing teeth", "brushing hair", "drop", "pickup", "throw", "sitting down",
     "standing up (from sitting position)", "clapping", "reading", "writing", "tear up paper", "wear jacket",
     "take off jacket", "wear a shoe", "take off a shoe", "wear on glasses", "take off glasses", "put on a hat/cap",
     "take off a hat/cap", "cheer up", "hand waving", "kicking something",
-    "put something inside pocket / take out something from pocket", "hopping (one foot jumping)", "jump up",
+    "reach into pocket", "hopping (one foot jumping)", "jump up",
     "make a phone call/answer phone", "playing with phone/tablet", "typing on a keyboard",
     "pointing to something with finger", "taking a selfie", "check time (from watch)", "rub two hands together",
     "nod head/bow", "shake head", "wipe face", "salute", "put the palms together", "cross hands in front (say stop)",
@@ -58,7 +60,7 @@ NTU_CLASSES = (
     "knock over other person (hit with body)", "grab other person's stuff", "shoot at other person with a gun",
     "step on foot", "high-five", "cheers and drink", "carry something with other person",
     "take a photo of other person", "follow other person", "whisper in other person's ear",
-    "exchange things with other person", "support somebody with one's hand (someone is sick, help him to walk)",
+    "exchange things with other person", "support somebody with hand",
     "finger-guessing game (playing rock-paper-scissors)",
 )
 NTU60_TRAIN_SUBJECTS = (1, 2, 4, 5, 8, 9, 13, 14, 15, 16, 17, 18, 19, 25, 27, 28, 31, 34, 35, 38)

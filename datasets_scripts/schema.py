@@ -52,7 +52,9 @@ benchmark under ``<output_dir>/<benchmark>``.
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
-from datasets import Array3D, Array4D, ClassLabel, Features, List as ListFeature, Value
+import pyarrow as pa
+from datasets import Array3D, Array4D, ClassLabel, Dataset, DatasetInfo, Features, List as ListFeature, Value
+from datasets.table import InMemoryTable
 
 from modeling_ups.skeletons import get_layout
 
@@ -209,6 +211,62 @@ def examples_to_columns(examples: Iterable[Dict], features: Features) -> Dict[st
     return columns
 
 
+def ragged_array(values: np.ndarray, lengths: Sequence[int], feature) -> pa.ExtensionArray:
+    """Arrow column of an ``ArrayXD`` feature with a dynamic first dimension, built without a Python loop.
+
+    Args:
+        values: the rows' arrays concatenated along their first dimension, ``(sum(lengths), *feature.shape[1:])``.
+        lengths: first-dimension size of every row.
+        feature: the ``Array3D``/``Array4D`` feature (``shape[0] is None``).
+    """
+    inner = tuple(feature.shape[1:])
+    values = np.ascontiguousarray(values, dtype=feature.dtype)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if values.shape[1:] != inner or values.shape[0] != lengths.sum():
+        raise ValueError(f"ragged_array: values {values.shape} do not hold rows {inner} of total length "
+                         f"{int(lengths.sum())}")
+    level = pa.array(values.reshape(-1))
+    count = values.size
+    for size in reversed(inner):  # datasets stores ArrayXD as nested variable-size lists
+        count //= size
+        level = pa.ListArray.from_arrays(pa.array(np.arange(0, count * size + 1, size, dtype=np.int32)), level)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    storage = pa.ListArray.from_arrays(pa.array(offsets), level)
+    return pa.ExtensionArray.from_storage(feature(), storage)
+
+
+def padded_rows(padded: np.ndarray, lengths: Sequence[int]) -> np.ndarray:
+    """Concatenate the first ``lengths[i]`` entries of each row of a padded batch ``(n, T, ...)``."""
+    lengths = np.asarray(lengths)
+    mask = np.arange(padded.shape[1])[None] < lengths[:, None]
+    return padded[mask]
+
+
+def dataset_from_columns(columns: Dict[str, object], features: Features, fingerprint: Optional[str] = None) -> Dataset:
+    """An in-memory ``Dataset`` from columns: Arrow arrays (e.g. :func:`ragged_array`) or Python lists.
+
+    Skips ``Dataset.from_dict``'s per-row encoding and hashing of the whole table (the fingerprint is given, or
+    derived from the column names and length), which dominate the cost for large synthetic datasets.
+    """
+    check_features(features)
+    schema = features.arrow_schema
+    arrays = []
+    for field in schema:
+        if field.name not in columns:
+            raise ValueError(f"dataset_from_columns: missing column {field.name!r}")
+        value = columns[field.name]
+        if isinstance(value, (pa.Array, pa.ChunkedArray)):
+            arrays.append(value)
+        else:
+            arrays.append(pa.array(value, type=field.type))
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    if fingerprint is None:
+        import hashlib
+
+        fingerprint = hashlib.sha256(repr((schema.names, table.num_rows, table.nbytes)).encode()).hexdigest()[:16]
+    return Dataset(InMemoryTable(table), info=DatasetInfo(features=features), fingerprint=fingerprint)
+
+
 __all__ = [
     "SCHEMA_VERSION",
     "REQUIRED_COLUMNS",
@@ -224,4 +282,7 @@ __all__ = [
     "count_persons",
     "check_features",
     "examples_to_columns",
+    "ragged_array",
+    "padded_rows",
+    "dataset_from_columns",
 ]

@@ -30,7 +30,7 @@ S1 S5 S6 S7 S8 train / S9 S11 test; HumanEva ``Train/*`` train / ``Validate/*`` 
 import json
 import re
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -48,7 +48,7 @@ H36M_CLASSES = ("Directions", "Discussion", "Eating", "Greeting", "Phoning", "Ph
 H36M_ACTION_ALIASES = {"TakingPhoto": "Photo", "WalkingDog": "WalkDog", "WalkingTogether": "WalkTogether"}
 H36M_TRAIN_SUBJECTS = ("S1", "S5", "S6", "S7", "S8")
 H36M_TEST_SUBJECTS = ("S9", "S11")
-HUMANEVA_CLASSES = ("Box", "Gestures", "Jog", "ThrowCatch", "Walking")
+HUMANEVA_CLASSES = ("Walking", "Jog", "Box", "Gestures", "ThrowCatch")
 HUMANEVA_ACTION_ALIASES = {"Walk": "Walking"}
 
 DATASETS = {

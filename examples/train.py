@@ -78,6 +78,8 @@ def parse_args(argv=None):
     p.add_argument("--num_eval_samples", type=int, help="synthetic data: test sequences per task")
     p.add_argument("--max_eval_samples", type=int, help="cap on test samples per task during the final evaluation")
     p.add_argument("--pose_window", type=int, help="frames per pose-estimation input window")
+    p.add_argument("--num_frames", type=int,
+                   help="resample every clip to this many frames (pyskl's uniform sampling); saved with the processor")
     p.add_argument("--dataloader_num_workers", type=int)
     p.add_argument("--skip_final_evaluation", action="store_true", default=None)
     p.add_argument("--push_to_hub", action="store_true", default=None)
@@ -97,7 +99,7 @@ def parse_args(argv=None):
         lr_scheduler_type="cosine", num_warmup_steps=0, gradient_accumulation_steps=1, max_grad_norm=1.0,
         gumbel_temperature_start=1.0, gumbel_temperature_end=0.1, checkpointing_steps=0, checkpoints_total_limit=2,
         report_to="none", logging_steps=10, seed=0, mixed_precision="no", text_encoder="auto",
-        num_train_samples=2000, num_eval_samples=400, max_eval_samples=None, pose_window=None,
+        num_train_samples=2000, num_eval_samples=400, max_eval_samples=None, pose_window=None, num_frames=None,
         dataloader_num_workers=0, skip_final_evaluation=False, push_to_hub=False,
     )
     for key, value in defaults.items():
@@ -192,6 +194,8 @@ def main(argv=None):
     t_start = time.time()
 
     processor = UPSProcessor.from_pretrained(resolve_processor(args.processor))
+    if args.num_frames:
+        processor.feature_extractor.num_frames = args.num_frames
     datasets = load_task_datasets(args, processor)
     model = build_model(args, processor, accelerator)
     accelerator.print(f"UPS model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; tasks "
@@ -242,7 +246,7 @@ def main(argv=None):
     unwrapped = accelerator.unwrap_model(model)
     log_path = output_dir / "log_history.jsonl"
     running = {t: [] for t in args.tasks}
-    progress = tqdm(range(start_step, args.max_steps), initial=start_step, total=args.max_steps,
+    progress = tqdm(range(start_step, args.max_steps), initial=start_step, total=args.max_steps, mininterval=2.0,
                     disable=not accelerator.is_local_main_process, desc="train")
     model.train()
     for step in progress:
@@ -283,7 +287,12 @@ def main(argv=None):
 
     accelerator.wait_for_everyone()
     train_time = time.time() - t_start
-    results = {"train_time_s": train_time, "steps": args.max_steps, "tasks": args.tasks}
+    # One checksum per process: data-parallel replicas must hold identical parameters after training.
+    checksum = torch.stack([p.detach().double().sum() for p in unwrapped.parameters()]).sum().reshape(1)
+    checksums = accelerator.gather(checksum.to(accelerator.device)).tolist()
+    results = {"train_time_s": train_time, "steps": args.max_steps, "tasks": args.tasks,
+               "num_processes": accelerator.num_processes, "distributed_type": str(accelerator.distributed_type),
+               "parameter_checksums": checksums}
     if not args.skip_final_evaluation:
         unwrapped.eval()
         results["tasks_results"] = evaluate_all_tasks(unwrapped, processor, datasets, args.tasks,

@@ -44,5 +44,14 @@ UPSTokenizer.register_for_auto_class("AutoTokenizer")
 UPSProcessor.register_for_auto_class("AutoProcessor")
 
 # --- pipeline registration (pipeline_ups.py) ---
+from transformers.pipelines import PIPELINE_REGISTRY  # noqa: E402
+
+from .pipeline_ups import PoseSequenceModelingPipeline  # noqa: E402
+
+# `pt_model` must name a transformers class: `custom_pipelines` in a saved config.json stores its name, which the
+# loading side resolves with `getattr(transformers, name)`.
+PIPELINE_REGISTRY.register_pipeline(
+    "pose-sequence-modeling", pipeline_class=PoseSequenceModelingPipeline, pt_model=AutoModel, type="multimodal"
+)
 
 __version__ = "0.1.0"

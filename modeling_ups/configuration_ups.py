@@ -105,6 +105,9 @@ class UPSConfig(PretrainedConfig):
         loss_reduction (`str`, *optional*, defaults to `"sample"`):
             ``"sample"`` averages token NLL within each target sequence, then over samples, so a pose target
             (dozens of tokens) and a label target (two tokens) weigh the same; ``"token"`` averages over all tokens.
+        bin_smoothing_sigma (`float`, *optional*, defaults to 0.0):
+            Width (in bins) of the Gaussian soft target of coordinate tokens in the loss; 0 is the paper's one-hot
+            NLL. Neighbouring bins are nearly right, so a soft target makes the bin classification ordinal.
         tie_word_embeddings (`bool`, *optional*, defaults to `True`):
             Tie the output projection to the vocabulary embedding table.
     """
@@ -143,6 +146,7 @@ class UPSConfig(PretrainedConfig):
     attention_dropout: float = 0.0
     init_std: float = 0.02
     loss_reduction: str = "sample"
+    bin_smoothing_sigma: float = 0.0
     use_cache: bool = True
     is_encoder_decoder: bool = True
     tie_word_embeddings: bool = True

@@ -411,6 +411,9 @@ def _split_batch(poses, is_batched: Optional[bool]) -> list:
 def _per_sample(value, batch_size: int, name: str) -> list:
     if value is None or isinstance(value, str):
         return [value] * batch_size
+    if not isinstance(value, (list, tuple, np.ndarray, torch.Tensor)):
+        raise TypeError(f"{name} must be one value for the batch or a list with one per sample, got "
+                        f"{type(value).__name__} {value!r:.60}")
     value = list(value)
     if len(value) != batch_size:
         raise ValueError(f"{name} has {len(value)} entries but the batch has {batch_size} samples")

@@ -26,13 +26,14 @@ Every reader raises ``ValueError`` naming the file and what is wrong with it (tr
 encoding, wrong number of values) instead of returning partial data.
 """
 
+import _compat_pickle
 import io
 import json
 import os
 import pickle
 import re
 import zipfile
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -103,7 +104,6 @@ def _build_allowed_globals() -> Dict[Tuple[str, str], Any]:
                       ("int", int), ("float", float), ("complex", complex), ("bool", bool), ("str", str),
                       ("bytes", bytes), ("bytearray", bytearray)):
         allowed[("builtins", name)] = obj
-        allowed[("__builtin__", name)] = obj  # Python 2 pickles
     return allowed
 
 
@@ -126,6 +126,12 @@ class RestrictedUnpickler(pickle.Unpickler):
     """
 
     def find_class(self, module, name):
+        # Protocol 0-2 pickles name Python 2 modules (__builtin__.eval, commands.Popen); report and check the
+        # Python 3 names, as pickle's own find_class would import them.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
         target = allowed_pickle_globals().get((module, name))
         if target is None:
             raise UnsafePickleError(
@@ -558,11 +564,11 @@ def read_pyskl_annotation(annotation: Dict[str, Any], name: str = "<annotation>"
             "frame_dir": str(annotation.get("frame_dir", name)), "img_shape": annotation.get("img_shape")}
 
 
-def _infer_layout(num_joints: int, layout: Optional[str]) -> Tuple[Optional[str], List[str]]:
+def _infer_layout(num_joints: int, layout: Optional[str], name: str) -> Tuple[Optional[str], List[str]]:
     if layout is not None:
         spec = get_layout(layout)
         if spec.num_joints != num_joints:
-            raise ValueError(f"layout {spec.name!r} has {spec.num_joints} joints, the file has {num_joints}")
+            raise ValueError(f"{name}: layout {spec.name!r} has {spec.num_joints} joints, the file has {num_joints}")
         return spec.name, [spec.name]
     candidates = [n for n in list(MODEL_LAYOUTS) + ["halpe26"] if LAYOUTS[n].num_joints == num_joints]
     return (candidates[0] if len(candidates) == 1 else None), candidates
@@ -632,7 +638,7 @@ def load_pose_file(path: PathLike, layout: Optional[str] = None, sample: Union[i
         except ValueError as err:
             raise ValueError(f"{path}: not a plain numeric .npy array ({err})") from None
         poses = _as_sequence_array(array, path)
-        layout, candidates = _infer_layout(poses.shape[2], layout)
+        layout, candidates = _infer_layout(poses.shape[2], layout, path)
         meta.update(format="npy", units=None, layout_candidates=candidates)
     elif suffix == ".npz":
         members = safe_load_npz(path)
@@ -648,7 +654,7 @@ def load_pose_file(path: PathLike, layout: Optional[str] = None, sample: Union[i
         score_key = next((k for k in _NPZ_SCORE_KEYS if k in members), None)
         if score_key is not None:
             scores = np.asarray(members[score_key], dtype=np.float32).reshape(poses.shape[:3])
-        layout, candidates = _infer_layout(poses.shape[2], layout)
+        layout, candidates = _infer_layout(poses.shape[2], layout, path)
         meta.update(format="npz", units=None, layout_candidates=candidates, key=key)
     elif suffix == ".json":
         data = load_json_file(path)
@@ -680,7 +686,7 @@ def load_pose_file(path: PathLike, layout: Optional[str] = None, sample: Union[i
             scores = None if scores is None else scores[:max_persons]
         # pyskl's layouts are fixed by the joint count: nturgb+d (25), openpose (18), coco (17).
         layout, candidates = _infer_layout(poses.shape[2], layout if layout is not None else
-                                           {25: "ntu25", 18: "openpose18", 17: "coco17"}.get(poses.shape[2]))
+                                           {25: "ntu25", 18: "openpose18", 17: "coco17"}.get(poses.shape[2]), path)
         is_3d = scores is None and poses.shape[-1] == 3
         if is_3d:
             poses = poses * 1000.0  # pyskl keeps NTU's Kinect metres

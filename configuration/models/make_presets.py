@@ -34,6 +34,7 @@ PRESETS = {
         decoder_ffn_dim=1024,
         text_embedding_dim=768,
         text_encoder_name_or_path="FacebookAI/roberta-base",
+        bin_smoothing_sigma=2.0,
     ),
     # Same structure, narrow: trains in minutes on 2 CPU cores. Text features from MiniLM (384-d).
     "ups-tiny": dict(
@@ -54,6 +55,7 @@ PRESETS = {
         decoder_ffn_dim=128,
         text_embedding_dim=384,
         text_encoder_name_or_path="sentence-transformers/all-MiniLM-L6-v2",
+        bin_smoothing_sigma=2.0,
     ),
 }
 

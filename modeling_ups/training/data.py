@@ -10,8 +10,8 @@ Every dataset follows ``datasets_scripts.schema`` (``poses`` stored frames-first
   Long recordings are cut into windows centred on a random frame (training) or on every ``stride``-th frame
   (evaluation), padded by repeating the edge frames as VideoPose3D does.
 
-Randomness (observation ratios, window centres) is a pure function of (seed, task, batch number, position), so a
-resumed run sees exactly the samples an uninterrupted run would.
+Randomness (observation ratios, window centres) is a pure function of (seed, task, stream position), so a
+resumed run sees exactly the samples an uninterrupted run would, however the stream is split into ranks.
 """
 
 from dataclasses import dataclass
@@ -151,7 +151,7 @@ class TaskCollator:
 
 
 class KeyedRows(torch.utils.data.Dataset):
-    """A ``datasets.Dataset`` read by (batch number, index) keys so collators can seed per-sample randomness."""
+    """A ``datasets.Dataset`` read by (stream position, index) keys so collators can seed per-sample randomness."""
 
     def __init__(self, dataset):
         self.dataset = dataset.with_format("numpy")
@@ -160,8 +160,8 @@ class KeyedRows(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, key):
-        batch_number, index = key
-        return (batch_number, index), self.dataset[int(index)]
+        position, index = key
+        return (position,), self.dataset[int(index)]
 
 
 def load_task_datasets(args, processor) -> Dict[str, Dict[str, object]]:

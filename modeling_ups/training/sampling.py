@@ -61,12 +61,19 @@ class ResumableBatchSampler(Sampler[List[tuple]]):
         return np.asarray(out)
 
     def __iter__(self) -> Iterator[List[tuple]]:
-        """Yields this rank's ``(batch_number, index)`` keys of each global batch (see ``training.data.KeyedRows``)."""
+        """Yields this rank's ``(stream_position, index)`` keys of each global batch.
+
+        The stream position (the sample's place in the endless shuffled stream) seeds per-sample randomness in
+        the collators (see ``training.data.KeyedRows``), so it does not depend on how the stream is split into
+        ranks or accumulation steps.
+        """
         per_rank = self.global_batch_size // self.world_size
         k = self.start_batch
         while True:
             batch = self.global_batch(k)
-            yield [(k, int(i)) for i in batch[self.rank * per_rank: (self.rank + 1) * per_rank]]
+            first = k * self.global_batch_size + self.rank * per_rank
+            mine = batch[self.rank * per_rank: (self.rank + 1) * per_rank]
+            yield [(first + j, int(i)) for j, i in enumerate(mine)]
             k += 1
 
     def __len__(self) -> int:  # one epoch's worth; the stream itself is endless

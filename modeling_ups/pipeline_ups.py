@@ -1,0 +1,397 @@
+"""`pipeline("pose-sequence-modeling")`: skeleton sequences or skeleton files in, action labels or 3D poses out.
+
+This module ships with checkpoints as remote code (`Pipeline.save_pretrained` copies it next to the model and
+writes `custom_pipelines` into `config.json`), so it imports its siblings with single-dot imports only and depends
+on numpy, torch and transformers alone.
+"""
+
+import collections.abc
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from transformers.pipelines.base import Pipeline, no_collate_fn
+from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
+
+from .pose_io import load_pose_file, read_pyskl_annotation
+from .tokenization_ups import task_eot_index
+
+# Task names the pipeline accepts besides the model's full task names (`config.tasks`). `action_recognition`
+# becomes `action_recognition_2d` or `_3d` from the input (2 channels, confidences or a 2D layout -> 2D).
+TASK_SHORTHANDS = ("action_recognition", "early_action_prediction", "pose_estimation")
+FRAME_MODES = ("center", "all")
+_POSE_EOT_INDEX = 1
+
+# Keys of the prepared rows (one row = one clip the model encodes) and of the per-input bookkeeping.
+_ROW_KEYS = ("pose_values", "attention_mask", "person_mask", "task_ids", "layout_ids")
+_ITEM_KEYS = ("num_rows", "num_input_frames")
+
+
+class PoseSequenceModelingPipeline(Pipeline):
+    r"""
+    Action recognition, early action prediction and 3D pose estimation (2D -> 3D lifting) with a UPS model.
+
+    Example:
+
+    ```python
+    >>> from transformers import pipeline
+
+    >>> ups = pipeline(model="org/ups-base", trust_remote_code=True)  # or a local checkpoint folder
+    >>> ups("S001C001P001R001A001.skeleton")  # NTU .skeleton file, 3D recognition
+    [{'label': 'drink water', 'score': 0.91}, {'label': 'eat meal', 'score': 0.04}, ...]
+    >>> ups(keypoints_2d, task="pose_estimation", layout="h36m17", frames="all")["keypoints_3d"].shape
+    (T, 17, 3)
+    ```
+
+    Inputs (one, or a list of them processed `batch_size` at a time):
+
+    - a numpy array / torch tensor `(T, J, C)` (one person) or `(M, T, J, C)` (persons first); `C` = 2 (x, y),
+      3 (x, y, z; or x, y, confidence with `coordinates="2d"`) or 4 (x, y, z, confidence);
+    - a pyskl / mmaction2 annotation dict with `keypoint` `(M, T, V, C)` and optional `keypoint_score` `(M, T, V)`
+      (other fields such as `label` and `total_frames` are ignored), or the dict `pose_io.load_pose_file` returns;
+    - a path to a skeleton file: `.npy`, `.npz`, NTU `.skeleton`, Kinetics-skeleton JSON, AlphaPose JSON, NW-UCLA
+      JSON or a pyskl `.pkl` holding one annotation (read with `pose_io.load_pose_file`; pickles are unpickled with
+      the restricted unpickler). Dataset files tell their own layout.
+
+    Nested Python lists are not accepted as one sample (a list is a batch); wrap them in `np.asarray`.
+
+    Call arguments:
+        task (`str`, *optional*, defaults to `"action_recognition"`): `"action_recognition"` (2D or 3D told from the
+            input), `"early_action_prediction"`, `"pose_estimation"`, or a full task name of `model.config.tasks`.
+        layout (`str`, *optional*): skeleton layout of the input (`"ntu25"`, `"h36m17"`, `"coco17"`, ...); needed
+            when the joint count does not tell it (17 joints: COCO or Human3.6M) and the processor has no default.
+        observation_ratio (`float` in (0, 1], *optional*): early action prediction only: observe the first
+            `ceil(ratio * T)` frames. Omit it when the input already is the observed part of the action.
+        coordinates (`"2d"` or `"3d"`, *optional*): how 3-channel arrays are read (x, y, confidence or x, y, z).
+        top_k (`int`, *optional*, defaults to 5): number of labels returned (at most the number of labels).
+        frames (`"center"` or `"all"`, *optional*, defaults to `"center"`): pose estimation only. `"center"` lifts
+            the processor's target frame(s) of the clip (its centre frame for a model trained VideoPose3D-style);
+            `"all"` lifts every frame by sliding a window centred on each frame over the sequence (edge frames
+            replicated) and running the windows in batches.
+        window (`int`, *optional*): frames per window for `frames="all"`; defaults to the processor's `num_frames`,
+            else the whole sequence (at most its `max_frames`). Use the window the checkpoint was trained with.
+        window_batch_size (`int`, *optional*, defaults to 32): clips (windows) the model runs at once.
+        return_routing (`bool`, *optional*, defaults to `False`): add the encoder's per-layer routing decisions.
+        Generation arguments (`num_beams`, `do_sample`, ...) apply to pose estimation, the only task that decodes
+        more than one token.
+
+    Returns:
+        Recognition and early prediction: like the `text-classification` / `image-classification` pipelines, a
+        list of `top_k` dicts `{"label": str, "score": float}` sorted by score; the scores are the model's
+        probabilities over the label tokens at the label step (the first entry is the generated label). With
+        `return_routing=True` a dict `{"predictions": [...], "routing": {...}}` instead.
+
+        Pose estimation: a dict with `"keypoints_3d"` (`np.ndarray` float32 `(K, J, 3)`, or `(T, J, 3)` with
+        `frames="all"`) in millimetres, root-relative (the layout's root joint(s) at the origin), in the camera frame
+        (x right, y down, z forward, as the training data); `"frame_indices"` (the input frames they belong to),
+        `"joint_names"`, `"layout"` (the model layout, e.g. `h36m17` for Halpe-26 input) and `"units": "mm"`;
+        plus `"routing"` with `return_routing=True`. Joints whose generated token is not a valid bin are NaN.
+
+        `"routing"`: `{"blocks": [block index per encoder layer], "probabilities": [[softmax over the blocks] per
+        layer]}` (routing depends on the task only).
+
+        A list input returns a list of these.
+    """
+
+    _load_processor = True
+    _load_tokenizer = False
+    _load_feature_extractor = False
+    _load_image_processor = False
+    _load_video_processor = False
+    _pipeline_calls_generate = True
+    # Pipeline options named like generation parameters (`top_k` counts labels, it does not truncate sampling).
+    _non_generation_params = ("top_k",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.processor is None:
+            raise ValueError(
+                "PoseSequenceModelingPipeline needs a UPSProcessor (pass processor=..., or a checkpoint that holds "
+                "processor_config.json)"
+            )
+        # A processor built for another vocabulary or layout list would silently mislabel outputs.
+        self.processor.check_model_config(self.model.config)
+
+    # ------------------------------------------------------------------ parameters
+    def _sanitize_parameters(
+        self,
+        task=None,
+        layout=None,
+        observation_ratio=None,
+        coordinates=None,
+        top_k=None,
+        frames=None,
+        window=None,
+        window_batch_size=None,
+        return_routing=None,
+        **generate_kwargs,
+    ):
+        preprocess, forward, postprocess = {}, {}, {}
+        if task is not None:
+            known = list(TASK_SHORTHANDS) + [t for t in self.model.config.tasks if t not in TASK_SHORTHANDS]
+            if task not in known:
+                raise ValueError(f"Unknown task {task!r}; choose one of {known}")
+            preprocess["task"] = task
+        if layout is not None:
+            preprocess["layout"] = layout
+        if observation_ratio is not None:
+            try:
+                ratio = float(observation_ratio)
+            except (TypeError, ValueError):
+                raise ValueError(f"observation_ratio must be a number in (0, 1], got {observation_ratio!r}") from None
+            if not 0.0 < ratio <= 1.0:
+                raise ValueError(f"observation_ratio must be in (0, 1], got {ratio}")
+            preprocess["observation_ratio"] = ratio
+        if coordinates is not None:
+            if coordinates not in ("2d", "3d"):
+                raise ValueError(f"coordinates must be '2d' or '3d', got {coordinates!r}")
+            preprocess["coordinates"] = coordinates
+        if frames is not None:
+            if frames not in FRAME_MODES:
+                raise ValueError(f"frames must be one of {list(FRAME_MODES)}, got {frames!r}")
+            preprocess["frames"] = postprocess["frames"] = frames
+        if window is not None:
+            if int(window) < 1:
+                raise ValueError(f"window must be a positive number of frames, got {window}")
+            preprocess["window"] = int(window)
+        if window_batch_size is not None:
+            if int(window_batch_size) < 1:
+                raise ValueError(f"window_batch_size must be positive, got {window_batch_size}")
+            forward["window_batch_size"] = int(window_batch_size)
+        if top_k is not None:
+            if int(top_k) < 1:
+                raise ValueError(f"top_k must be a positive number of labels, got {top_k}")
+            postprocess["top_k"] = int(top_k)
+        if return_routing is not None:
+            postprocess["return_routing"] = bool(return_routing)
+        forward.update(generate_kwargs)
+        return preprocess, forward, postprocess
+
+    # ------------------------------------------------------------------ preprocess
+    def preprocess(
+        self,
+        inputs,
+        task: str = "action_recognition",
+        layout: Optional[str] = None,
+        observation_ratio: Optional[float] = None,
+        coordinates: Optional[str] = None,
+        frames: str = "center",
+        window: Optional[int] = None,
+    ) -> Dict[str, torch.Tensor]:
+        poses, file_layout, has_confidence = self._read_input(inputs, layout)
+        layout = layout if layout is not None else file_layout
+        is_pose_task = task_eot_index(task) == _POSE_EOT_INDEX
+        is_early_task = task.startswith("early_action_prediction")
+        if observation_ratio is not None and not is_early_task:
+            raise ValueError(f"observation_ratio applies to early_action_prediction only, not to task {task!r}")
+        if frames == "all" and not is_pose_task:
+            raise ValueError(f"frames='all' applies to pose_estimation only, not to task {task!r}")
+        if has_confidence:
+            # The source gave confidences (appended as the last channel): 3 channels are x, y, confidence whatever
+            # the extractor's default reading of 3-channel input is.
+            coordinates = "2d" if poses.shape[-1] == 3 else None
+        num_frames = poses.shape[1]
+        clips = [poses] if frames == "center" else self._sliding_windows(poses, window)
+        features = self.processor(
+            poses=clips, task=task, layout=layout, observation_ratio=observation_ratio, coordinates=coordinates,
+            has_confidence=has_confidence, is_batched=True, return_tensors="pt",
+        )
+        model_inputs = {key: features[key] for key in _ROW_KEYS}
+        model_inputs["num_rows"] = torch.tensor([len(clips)])
+        model_inputs["num_input_frames"] = torch.tensor([num_frames])
+        return model_inputs
+
+    def _read_input(self, inputs, layout):
+        """(poses (M, T, J, C), the layout the source names (or None), whether the last channel is a confidence)."""
+        if isinstance(inputs, (str, os.PathLike)):
+            loaded = load_pose_file(inputs, layout=layout, max_persons=self.processor.feature_extractor.max_persons)
+            return _with_confidence_and_layout(loaded["poses"], loaded["scores"], loaded["layout"])
+        if isinstance(inputs, dict):
+            if "keypoint" in inputs:  # pyskl / mmaction2 annotation
+                annotation = read_pyskl_annotation(inputs, name=str(inputs.get("frame_dir", "<annotation>")))
+                return _with_confidence_and_layout(annotation["poses"], annotation["scores"], None)
+            if "poses" in inputs:  # what pose_io.load_pose_file returns
+                return _with_confidence_and_layout(
+                    np.asarray(inputs["poses"], dtype=np.float32), inputs.get("scores"), inputs.get("layout")
+                )
+            raise ValueError(
+                f"a dict input must be a pyskl annotation (with 'keypoint') or a load_pose_file result (with "
+                f"'poses'); got keys {sorted(inputs)}"
+            )
+        if isinstance(inputs, torch.Tensor):
+            inputs = inputs.detach().cpu().numpy()
+        if isinstance(inputs, np.ndarray):
+            if inputs.ndim not in (3, 4):
+                raise ValueError(f"poses must be shaped (T, J, C) or (M, T, J, C), got {inputs.shape}")
+            poses = inputs[None] if inputs.ndim == 3 else inputs
+            return poses, None, None
+        raise TypeError(
+            "inputs must be a numpy array or torch tensor (T, J, C) / (M, T, J, C), a pyskl annotation dict or a "
+            f"path to a skeleton file, got {type(inputs).__name__} (wrap nested lists in np.asarray)"
+        )
+
+    def _sliding_windows(self, poses: np.ndarray, window: Optional[int]) -> List[np.ndarray]:
+        """Clips whose target frames, taken together, are every frame of ``poses`` (M, T, J, C) in order."""
+        num_frames = poses.shape[1]
+        extractor = self.processor.feature_extractor
+        if window is None:
+            window = extractor.num_frames or min(num_frames, extractor.max_frames)
+        k = self.processor.pose_estimation_target_frames
+        first_target = int(self.processor.target_frame_indices(window)[0])
+        clips = []
+        for start in range(0, num_frames, k):
+            # The window's target frames are start .. start + k - 1; frames outside the sequence repeat its ends.
+            indices = np.clip(np.arange(window) + start - first_target, 0, num_frames - 1)
+            clips.append(poses[:, indices])
+        return clips
+
+    # ------------------------------------------------------------------ batching
+    def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
+        # The default collate pads dim 1 only; UPS clips differ in frames (dim 2) and joints (dim 3), and an input
+        # may hold several clips (sliding windows), so batches are assembled by `_collate_rows`.
+        if isinstance(inputs, collections.abc.Sized):
+            dataset = PipelineDataset(inputs, self.preprocess, preprocess_params)
+        else:  # generators: iterable datasets cannot be split between workers
+            dataset = PipelineIterator(inputs, self.preprocess, preprocess_params)
+            num_workers = min(num_workers, 1)
+        collate_fn = no_collate_fn if batch_size == 1 else _collate_rows
+        dataloader = DataLoader(dataset, num_workers=num_workers, batch_size=batch_size, collate_fn=collate_fn)
+        model_iterator = PipelineIterator(dataloader, self.forward, forward_params, loader_batch_size=batch_size)
+        return PipelineIterator(model_iterator, self.postprocess, postprocess_params)
+
+    # ------------------------------------------------------------------ forward
+    def _forward(self, model_inputs, window_batch_size: int = 32, **generate_kwargs):
+        generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
+        rows = {key: model_inputs[key] for key in _ROW_KEYS}
+        num_rows = model_inputs["num_rows"]
+        config = self.model.config
+        encoder = self.model.get_encoder()
+        # `task` is a call argument, so every row of a call is pose estimation or every row is a label task
+        # (2D and 3D recognition may mix: both decode one label).
+        is_pose = task_eot_index(config.tasks[int(rows["task_ids"][0])]) == _POSE_EOT_INDEX
+        sequences, logits, decisions, probabilities = [], [], [], []
+        total = rows["task_ids"].shape[0]
+        for begin in range(0, total, window_batch_size):
+            chunk = {key: value[begin : begin + window_batch_size] for key, value in rows.items()}
+            encoded = encoder(**chunk, return_dict=True)
+            decisions.append(encoded.router_decisions)
+            probabilities.append(encoded.router_probs)
+            if is_pose:
+                sequences.append(self.model.generate(encoder_outputs=encoded, **generate_kwargs))
+            else:
+                # The label distribution is the first decoding step; greedy and beam decoding both pick its argmax
+                # (the end-of-task token after it is forced), so one decoder call gives label and scores.
+                device = encoded.last_hidden_state.device
+                start = torch.full((chunk["task_ids"].shape[0], 1), config.decoder_start_token_id, device=device)
+                step = self.model(encoder_outputs=encoded, decoder_input_ids=start, use_cache=False, return_dict=True)
+                logits.append(step.logits[:, -1].float())
+        outputs = {"num_rows": num_rows, "num_input_frames": model_inputs["num_input_frames"],
+                   "task_ids": _first_row_per_item(rows["task_ids"], num_rows),
+                   "layout_ids": _first_row_per_item(rows["layout_ids"], num_rows)}
+        if sequences:
+            width = max(s.shape[1] for s in sequences)
+            padded = [torch.nn.functional.pad(s, (0, width - s.shape[1]), value=config.pad_token_id) for s in sequences]
+            outputs["sequences"] = _group_rows(torch.cat(padded), num_rows, config.pad_token_id)
+        if logits:
+            outputs["logits"] = _group_rows(torch.cat(logits), num_rows, 0.0)
+        outputs["router_decisions"] = _group_rows(torch.cat(decisions), num_rows, 0)
+        outputs["router_probs"] = _group_rows(torch.cat(probabilities), num_rows, 0.0)
+        return outputs
+
+    # ------------------------------------------------------------------ postprocess
+    def postprocess(self, model_outputs, top_k: int = 5, frames: str = "center", return_routing: bool = False):
+        config = self.model.config
+        task = config.tasks[int(model_outputs["task_ids"][0])]
+        num_rows = int(model_outputs["num_rows"][0])
+        routing = {
+            "blocks": model_outputs["router_decisions"][0, 0].tolist(),
+            "probabilities": model_outputs["router_probs"][0, 0].float().tolist(),
+        }
+        if task_eot_index(task) != _POSE_EOT_INDEX:
+            logits = model_outputs["logits"][0, :1]
+            tokenizer = self.processor.tokenizer
+            low, high = tokenizer.label_token_ids.start, tokenizer.label_token_ids.stop
+            best = int(logits[0, low:high].argmax()) + low
+            generated = [[config.decoder_start_token_id, best, config.task_eot_token_id(task)]]
+            result = self.processor.post_process(
+                generated, task=task, scores=logits, top_k=min(top_k, tokenizer.num_label_tokens)
+            )[0]
+            predictions = [{"label": entry["label"], "score": entry["score"]} for entry in result["top_k"]]
+            return {"predictions": predictions, "routing": routing} if return_routing else predictions
+
+        layout = self.processor.feature_extractor.layouts[int(model_outputs["layout_ids"][0])]
+        sequences = model_outputs["sequences"][0, :num_rows]
+        results = self.processor.post_process(sequences, task=task, layout=[layout] * num_rows)
+        num_input_frames = int(model_outputs["num_input_frames"][0])
+        keypoints = np.concatenate([r["keypoints_3d"] for r in results], axis=0)
+        if frames == "all":
+            keypoints = keypoints[:num_input_frames]
+            frame_indices = list(range(num_input_frames))
+        else:
+            frame_indices = self.processor.target_frame_indices(num_input_frames).tolist()
+        output = {
+            "keypoints_3d": keypoints,
+            "frame_indices": frame_indices,
+            "joint_names": results[0]["joint_names"],
+            "layout": results[0]["layout"],
+            "units": "mm",
+        }
+        if return_routing:
+            output["routing"] = routing
+        return output
+
+    # ------------------------------------------------------------------ saving
+    def save_pretrained(self, save_directory, **kwargs):
+        """Save model, pipeline code (`custom_pipelines` in `config.json`) and the processor (which
+        `Pipeline.save_pretrained` leaves out), so `pipeline(model=save_directory, trust_remote_code=True)` works."""
+        super().save_pretrained(save_directory, **kwargs)
+        self.processor.save_pretrained(save_directory)
+
+
+# ---------------------------------------------------------------------- helpers
+def _with_confidence_and_layout(poses, scores, layout):
+    """(poses with the confidences appended as a last channel, layout, has_confidence)."""
+    poses = np.asarray(poses, dtype=np.float32)
+    if scores is None:
+        return poses, layout, None
+    # Detector scores are confidences in [0, 1]; some detectors (AlphaPose) return values slightly above 1.
+    scores = np.clip(np.asarray(scores, dtype=np.float32), 0.0, 1.0)
+    return np.concatenate([poses, scores[..., None]], axis=-1), layout, True
+
+
+def _collate_rows(items: List[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+    """Concatenate the clips of several inputs, zero-padding frames and joints (the feature extractor's padding)."""
+    num_frames = max(item["pose_values"].shape[2] for item in items)
+    num_joints = max(item["pose_values"].shape[3] for item in items)
+    batch = {}
+    poses = []
+    masks = []
+    for item in items:
+        values = item["pose_values"]
+        pad_t, pad_j = num_frames - values.shape[2], num_joints - values.shape[3]
+        poses.append(torch.nn.functional.pad(values, (0, 0, 0, pad_j, 0, pad_t)))
+        masks.append(torch.nn.functional.pad(item["attention_mask"], (0, pad_t)))
+    batch["pose_values"] = torch.cat(poses)
+    batch["attention_mask"] = torch.cat(masks)
+    for key in ("person_mask", "task_ids", "layout_ids") + _ITEM_KEYS:
+        batch[key] = torch.cat([item[key] for item in items])
+    return batch
+
+
+def _group_rows(values: torch.Tensor, num_rows: torch.Tensor, fill) -> torch.Tensor:
+    """(sum(num_rows), ...) -> (num_inputs, max(num_rows), ...), padded with ``fill``."""
+    counts = num_rows.tolist()
+    out = values.new_full((len(counts), max(counts)) + tuple(values.shape[1:]), fill)
+    for i, chunk in enumerate(torch.split(values, counts)):
+        out[i, : chunk.shape[0]] = chunk
+    return out
+
+
+def _first_row_per_item(values: torch.Tensor, num_rows: torch.Tensor) -> torch.Tensor:
+    starts = torch.cumsum(num_rows, 0) - num_rows
+    return values[starts.to(values.device)]
+
+
+__all__ = ["PoseSequenceModelingPipeline", "TASK_SHORTHANDS"]
