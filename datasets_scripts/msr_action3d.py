@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modeling_ups.pose_io import read_text_file
+from modeling_ups.pose_io import is_numeric_line, read_text_file
 
 from .common import (ConversionError, ConversionReport, DatasetWriter, add_output_arguments, convert_items, finish,
                      read_lines_file, run_cli)
@@ -60,7 +60,7 @@ def read_msr_skeleton(path) -> np.ndarray:
     try:
         values = np.array(" ".join(lines).split(), dtype=np.float32)
     except ValueError:
-        bad = next(i for i, line in enumerate(lines) if not _is_numeric(line))
+        bad = next(i for i, line in enumerate(lines) if not is_numeric_line(line))
         raise ValueError(f"{path}: line {bad + 1}: non-numeric values {lines[bad][:60]!r}") from None
     if values.size != len(lines) * 4:
         bad = next(i for i, line in enumerate(lines) if len(line.split()) != 4)
@@ -68,14 +68,6 @@ def read_msr_skeleton(path) -> np.ndarray:
     if not np.isfinite(values).all():
         raise ValueError(f"{path}: non-finite values")
     return values.reshape(-1, MSR_NUM_JOINTS, 4)
-
-
-def _is_numeric(line: str) -> bool:
-    try:
-        [float(v) for v in line.split()]
-        return True
-    except ValueError:
-        return False
 
 
 def msr_features():

@@ -236,16 +236,23 @@ def main(argv=None):
                                         rank=accelerator.process_index, world_size=accelerator.num_processes,
                                         start_batch=rotation.batches_before(t, start_step)
                                         * args.gradient_accumulation_steps)
+        # A private generator: creating a loader iterator draws a base seed, which must not disturb the global
+        # RNG stream that a resumed run restores from the checkpoint (dropout and Gumbel noise draw from it).
         loader = torch.utils.data.DataLoader(
             KeyedRows(datasets[t]["train"]), batch_sampler=sampler, num_workers=args.dataloader_num_workers,
+            generator=torch.Generator().manual_seed(args.seed),
             collate_fn=TaskCollator(processor, t, datasets[t]["train"], train=True, seed=args.seed,
                                     pose_window=args.pose_window),
         )
         iterators[t] = iter(loader)
 
     unwrapped = accelerator.unwrap_model(model)
+    if args.report_to != "none":
+        hparams = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
+        accelerator.init_trackers("ups", config=hparams)
     log_path = output_dir / "log_history.jsonl"
     running = {t: [] for t in args.tasks}
+    progress_losses = {}
     progress = tqdm(range(start_step, args.max_steps), initial=start_step, total=args.max_steps, mininterval=2.0,
                     disable=not accelerator.is_local_main_process, desc="train")
     model.train()
@@ -269,11 +276,18 @@ def main(argv=None):
         loss_value = accelerator.reduce(loss.detach(), reduction="mean").item()
         running[task].append(loss_value)
         if accelerator.is_main_process and ((step + 1) % args.logging_steps == 0 or step + 1 == args.max_steps):
-            means = {t: sum(v[-20:]) / len(v[-20:]) for t, v in running.items() if v}
-            progress.set_postfix({_short(t): f"{v:.3f}" for t, v in means.items()})
+            # One line per task: its mean loss over the steps since the previous log line.
             with open(log_path, "a") as f:
-                f.write(json.dumps({"step": step + 1, "task": task, "loss": loss_value,
-                                    "lr": scheduler.get_last_lr()[0], "time": time.time() - t_start}) + "\n")
+                for t, values in running.items():
+                    if values:
+                        f.write(json.dumps({"step": step + 1, "task": t, "loss": sum(values) / len(values),
+                                            "lr": scheduler.get_last_lr()[0], "time": time.time() - t_start}) + "\n")
+                        progress_losses[t] = sum(values) / len(values)
+            if args.report_to != "none":
+                accelerator.log({f"train/{t}_loss": v for t, v in progress_losses.items()}
+                                | {"train/lr": scheduler.get_last_lr()[0]}, step=step + 1)
+            running = {t: [] for t in args.tasks}
+            progress.set_postfix({_short(t): f"{v:.3f}" for t, v in progress_losses.items()})
         if args.checkpointing_steps and (step + 1) % args.checkpointing_steps == 0 and step + 1 < args.max_steps:
             # Every process writes its own RNG state into the folder; only the main process publishes it.
             if accelerator.is_main_process:

@@ -29,6 +29,7 @@ DEFAULT_LAYOUT_CONVERSIONS = {"halpe26": "h36m17"}
 # Smallest accepted normalisation scale (RMS joint distance to the root, in input units). Below it every joint
 # sits on the root: the clip carries no pose and normalising would divide by ~0.
 MIN_SCALE = 1e-6
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def resolve_task(task: str, tasks: Sequence[str] = UPS_TASKS, is_2d: Optional[bool] = None) -> str:
@@ -377,6 +378,12 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
         if indices is not None:
             coords, frame_valid = coords[:, indices], frame_valid[:, indices]
 
+        if np.abs(coords).max() > FLOAT32_MAX:
+            raise ValueError(
+                f"{where}: coordinates up to {np.abs(coords).max():.3g} overflow float32, the model's input dtype"
+                + (" (after normalisation: persons far apart relative to person 0's size)" if self.normalize else
+                   "; rescale the input or pass normalize=True")
+            )
         out = np.zeros((self.max_persons,) + coords.shape[1:3] + (3,), dtype=np.float32)
         out[: coords.shape[0], ..., : coords.shape[-1]] = coords
         person_mask = np.zeros(self.max_persons, dtype=np.int64)
@@ -392,6 +399,8 @@ def _split_batch(poses, is_batched: Optional[bool]) -> list:
     if isinstance(poses, (np.ndarray, torch.Tensor)):
         if is_batched is None:
             is_batched = poses.ndim == 5
+        if is_batched and (poses.ndim == 0 or len(poses) == 0):
+            raise ValueError(f"poses is an empty batch (shape {tuple(poses.shape)}): nothing to process")
         return list(poses) if is_batched else [poses]
     if isinstance(poses, (list, tuple)):
         if len(poses) == 0:
@@ -421,13 +430,23 @@ def _per_sample(value, batch_size: int, name: str) -> list:
 
 
 def _to_numpy(sample, where: str) -> np.ndarray:
+    """``sample`` as float64; strings, complex numbers, dates and objects other than numbers are refused rather
+    than parsed or truncated (numpy would turn "1.5" into 1.5 and drop imaginary parts)."""
     if isinstance(sample, torch.Tensor):
-        sample = sample.detach().cpu().numpy()
+        if sample.is_complex():
+            raise TypeError(f"{where}: poses must be real numbers, got a complex tensor")
+        sample = sample.detach().cpu().to(torch.float64).numpy()
     try:
-        array = np.asarray(sample, dtype=np.float64)
+        array = np.asarray(sample)
     except (ValueError, TypeError) as error:
         raise ValueError(f"{where}: poses must be numeric and rectangular ({error})") from None
-    return array
+    if array.dtype.kind not in "biufO":
+        raise TypeError(f"{where}: poses must be numeric, got an array of dtype {array.dtype}")
+    if array.dtype.kind == "O" and not all(
+        isinstance(v, (int, float, np.integer, np.floating)) for v in array.reshape(-1)
+    ):
+        raise TypeError(f"{where}: poses must be numeric and rectangular, got objects that are not numbers")
+    return array.astype(np.float64)
 
 
 def _check_finite(array: np.ndarray, where: str) -> None:
@@ -461,12 +480,20 @@ def _read_channels(channels, coordinates, has_confidence, task_says_2d, where):
     )
 
 
+def _power_of_two_scaled(coords: np.ndarray):
+    """(coords / 2**e with all values in [-1, 1], e): an exact rescaling that keeps squares and sums finite."""
+    magnitude = float(np.abs(coords).max()) if coords.size else 0.0
+    exponent = int(np.frexp(magnitude)[1]) if magnitude > 0 else 0
+    return np.ldexp(coords, -exponent), exponent
+
+
 def _rank_persons(coords, joint_valid, frame_valid, confidence) -> np.ndarray:
     """Person order: present persons first, then by motion energy (or mean confidence), stable."""
     if confidence is not None:
         counts = np.maximum(joint_valid.sum(axis=(1, 2)), 1)
         score = (confidence * joint_valid).sum(axis=(1, 2)) / counts
     else:
+        coords, _ = _power_of_two_scaled(coords)  # the ranking is scale-invariant; squares must not overflow
         both = frame_valid[:, 1:] & frame_valid[:, :-1]
         step = ((coords[:, 1:] - coords[:, :-1]) ** 2).sum(-1) * (joint_valid[:, 1:] & joint_valid[:, :-1])
         score = (step.sum(-1) * both).sum(-1)
@@ -476,6 +503,9 @@ def _rank_persons(coords, joint_valid, frame_valid, confidence) -> np.ndarray:
 
 def _normalize(coords, joint_valid, frame_valid, root, where):
     """Centre on person 0's root in its first valid frame; scale by person 0's RMS joint distance to its root."""
+    # The result is scale-invariant, so the statistics run on coords / 2**e (exact in floating point): squares of
+    # huge inputs (1e200) would overflow to inf otherwise. MIN_SCALE still applies in input units.
+    coords, exponent = _power_of_two_scaled(coords)
     person = coords[0]
     root = list(root)
     root_visible = frame_valid[0] & joint_valid[0][:, root].all(axis=1)
@@ -489,9 +519,12 @@ def _normalize(coords, joint_valid, frame_valid, root, where):
     offsets = person - frame_roots[:, None]
     squared = (offsets ** 2).sum(-1)[joint_valid[0]]
     scale = float(np.sqrt(squared.mean())) if squared.size else 0.0
-    if scale < MIN_SCALE:
+    with np.errstate(over="ignore"):  # a threshold beyond float64 (tiny inputs) is inf: degenerate
+        degenerate = scale < np.ldexp(MIN_SCALE, -exponent)
+    if degenerate:
         raise ValueError(
-            f"{where}: degenerate pose: person 0's joints all coincide with its root (RMS distance {scale:.3g}); "
+            f"{where}: degenerate pose: person 0's joints all coincide with its root (RMS distance "
+            f"{np.ldexp(scale, exponent):.3g}); "
             "cannot normalise (pass normalize=False to feed raw coordinates)"
         )
     return (coords - centre) / scale

@@ -294,7 +294,7 @@ def read_ntu_skeleton(path: PathLike) -> Dict[str, Any]:
             try:
                 values = np.array(" ".join(block).split(), dtype=np.float64)
             except ValueError:
-                bad = next(i for i, line in enumerate(block) if not _all_numbers(line))
+                bad = next(i for i, line in enumerate(block) if not is_numeric_line(line))
                 raise ValueError(f"{path}: line {pos + bad + 1}: non-numeric joint values "
                                  f"{block[bad][:60]!r}") from None
             if values.size != num_joints * _NTU_JOINT_VALUES:
@@ -325,7 +325,8 @@ def read_ntu_skeleton(path: PathLike) -> Dict[str, Any]:
     return {"num_frames": num_frames, "bodies": out_bodies}
 
 
-def _all_numbers(line: str) -> bool:
+def is_numeric_line(line: str) -> bool:
+    """Whether every whitespace-separated field of ``line`` parses as a number."""
     try:
         [float(v) for v in line.split()]
         return True

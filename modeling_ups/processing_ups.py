@@ -8,7 +8,7 @@ from transformers.processing_utils import ProcessorMixin
 
 from .feature_extraction_ups import PreparedPose, _per_sample
 from .skeletons import LAYOUTS, convert_layout
-from .tokenization_ups import task_eot_index
+from .tokenization_ups import _token_ids, task_eot_index
 
 IGNORE_INDEX = -100
 _UNIT_TO_MM = {"mm": 1.0, "m": 1000.0}
@@ -160,10 +160,11 @@ class UPSProcessor(ProcessorMixin):
             Pose estimation: `{"keypoints_3d"` (K, J, 3) float32 millimetres, root-relative, camera frame (NaN where
             a generated token is not a valid bin), `"joint_names", "layout", "units": "mm"}`.
         """
-        if isinstance(generated_ids, (torch.Tensor, np.ndarray)):
-            sequences = [[int(i) for i in row] for row in generated_ids.tolist()]
-        else:
-            sequences = [[int(i) for i in row] for row in generated_ids]
+        sequences = _generated_sequences(generated_ids)
+        if isinstance(top_k, (bool, np.bool_)) or not isinstance(top_k, (int, np.integer)):
+            raise TypeError(f"top_k must be a non-negative integer, got {type(top_k).__name__} {top_k!r:.40}")
+        if top_k < 0:
+            raise ValueError(f"top_k must be a non-negative integer, got {top_k}")
         tasks = _per_sample(task, len(sequences), "task")
         layouts = _per_sample(layout, len(sequences), "layout")
         probabilities = self._label_probabilities(scores, len(sequences))
@@ -188,13 +189,29 @@ class UPSProcessor(ProcessorMixin):
     def _label_probabilities(self, scores, batch_size: int) -> Optional[np.ndarray]:
         if scores is None:
             return None
-        if isinstance(scores, (tuple, list)):
+        if isinstance(scores, (tuple, list)):  # generate()'s per-step scores: the label step is the first
+            if not scores:
+                raise ValueError("scores is an empty sequence; expected (batch, vocab) logits or generate()'s scores")
             scores = scores[0]
-        scores = torch.as_tensor(scores).detach().float().cpu()
+        try:
+            scores = torch.as_tensor(scores).detach()
+            if scores.is_complex() or scores.dtype == torch.bool:
+                raise TypeError(f"dtype {scores.dtype} is not real logits")
+            scores = scores.float().cpu()
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise TypeError(f"scores must be a (batch, vocab) array of logits, got {type(scores).__name__} "
+                            f"({error})") from None
         if scores.ndim != 2 or scores.shape[0] != batch_size or scores.shape[1] < self.tokenizer.bin_token_offset:
             raise ValueError(f"scores must be (batch, vocab) logits, got shape {tuple(scores.shape)}")
         ids = self.tokenizer.label_token_ids
-        return torch.softmax(scores[:, ids.start : ids.stop], dim=-1).numpy()
+        label_scores = scores[:, ids.start : ids.stop]
+        # -inf is a masked token (generate's logits processors); NaN, +inf or a row without any finite label
+        # logit has no probability distribution.
+        if torch.isnan(label_scores).any() or torch.isposinf(label_scores).any():
+            raise ValueError("scores hold NaN or +inf logits over the label tokens")
+        if not torch.isfinite(label_scores).any(dim=-1).all():
+            raise ValueError("scores: every label logit of a sample is -inf (no label is possible)")
+        return torch.softmax(label_scores, dim=-1).numpy()
 
     def _label_result(self, ids, probabilities, top_k) -> Dict[str, Any]:
         tok = self.tokenizer
@@ -238,6 +255,31 @@ class UPSProcessor(ProcessorMixin):
             problems.append(f"frames: the feature extractor emits up to {frames}, the model takes {config.max_frames}")
         if problems:
             raise ValueError("Processor and model config disagree: " + "; ".join(problems))
+
+
+def _generated_sequences(generated_ids) -> List[List[int]]:
+    """``generate()`` output (B, L) (tensor, array or list of id sequences) as a list of B lists of ints."""
+    if isinstance(generated_ids, (torch.Tensor, np.ndarray)):
+        if generated_ids.ndim != 2:
+            raise ValueError(f"generated_ids must be shaped (batch, length), got shape {tuple(generated_ids.shape)}")
+        rows = list(generated_ids)
+    elif isinstance(generated_ids, (list, tuple)):
+        rows = list(generated_ids)
+    else:
+        raise TypeError(f"generated_ids must be a (batch, length) tensor, array or list of id sequences, got "
+                        f"{type(generated_ids).__name__}")
+    if not rows:
+        raise ValueError("generated_ids is an empty batch")
+    sequences = []
+    for b, row in enumerate(rows):
+        if isinstance(row, (int, np.integer)) or (hasattr(row, "ndim") and row.ndim == 0):
+            raise ValueError(f"generated_ids must be shaped (batch, length); entry {b} is a single id (wrap one "
+                             "sequence in a list)")
+        try:
+            sequences.append(_token_ids(row))
+        except TypeError as error:
+            raise TypeError(f"generated_ids entry {b}: {error}") from None
+    return sequences
 
 
 def _split_targets(target_poses, batch_size: int) -> list:

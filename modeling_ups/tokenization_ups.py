@@ -68,6 +68,8 @@ def label_token(label: str) -> str:
 
 def task_eot_index(task: str) -> int:
     """Index (0 AR, 1 PE, 2 AP) of the end-of-task token of ``task`` (a full task name or a shorthand prefix)."""
+    if not isinstance(task, str):
+        raise TypeError(f"task must be a task name (a string), got {type(task).__name__} {task!r:.40}")
     if task in TASK_TO_EOT_INDEX:
         return TASK_TO_EOT_INDEX[task]
     indices = {i for name, i in TASK_TO_EOT_INDEX.items() if name.startswith(f"{task}_")}
@@ -302,7 +304,7 @@ class UPSTokenizer(PreTrainedTokenizer):
 
     def decode_label(self, ids: Union[int, Iterable[int]]) -> str:
         """Label text of the first label token in ``ids`` (leading `<s>`/`<pad>` are skipped)."""
-        ids = [int(ids)] if isinstance(ids, (int, np.integer)) else [int(i) for i in _as_list(ids)]
+        ids = _token_ids(ids)
         for i in ids:
             if i in (self.pad_token_id, self.bos_token_id):
                 continue
@@ -314,7 +316,7 @@ class UPSTokenizer(PreTrainedTokenizer):
     # ------------------------------------------------------------------ coordinates
     def coordinates_to_bins(self, coordinates, out_of_range: Optional[str] = None) -> np.ndarray:
         """Bin index (0 .. num_bins-1) of every coordinate of ``coordinates`` (..., 3) in millimetres."""
-        values = np.asarray(coordinates, dtype=np.float64)
+        values = _real_array(coordinates, "coordinates")
         if values.ndim == 0 or values.shape[-1] != 3:
             raise ValueError(f"coordinates must end in an x, y, z axis of size 3, got shape {values.shape}")
         if not np.isfinite(values).all():
@@ -344,7 +346,7 @@ class UPSTokenizer(PreTrainedTokenizer):
 
     def encode_pose(self, pose, out_of_range: Optional[str] = None, add_eot: bool = True) -> List[int]:
         """Token ids of ``pose`` (K, J, 3) or (J, 3) in millimetres: x, y, z per joint per frame, then EOT_PE."""
-        pose = np.asarray(pose, dtype=np.float64)
+        pose = _real_array(pose, "pose")
         if pose.ndim == 2:
             pose = pose[None]
         if pose.ndim != 3 or pose.shape[-1] != 3 or pose.shape[0] == 0 or pose.shape[1] == 0:
@@ -365,7 +367,10 @@ class UPSTokenizer(PreTrainedTokenizer):
         ``strict=False`` (for free-running generation) wrong or missing tokens give NaN and the result has
         ``num_frames`` frames (default: as many as the tokens start).
         """
-        ids = [int(i) for i in _as_list(ids)]
+        ids = _token_ids(ids)
+        _check_count(num_joints, "num_joints")
+        if num_frames is not None:
+            _check_count(num_frames, "num_frames")
         while ids and ids[0] in (self.pad_token_id, self.bos_token_id):
             ids = ids[1:]
         eots = [k for k, i in enumerate(ids) if i in self.eot_token_ids]
@@ -381,22 +386,56 @@ class UPSTokenizer(PreTrainedTokenizer):
                 )
         frames = num_frames if num_frames is not None else max(1, math.ceil(len(ids) / per_frame))
         slots = np.full(frames * per_frame, -1, dtype=np.int64)
-        slots[: min(len(ids), slots.size)] = ids[: slots.size]
+        # Ids outside the vocabulary (negative, or beyond int64) are no bin of any axis: -1 marks them invalid.
+        kept = ids[: slots.size]
+        slots[: len(kept)] = [i if 0 <= i < len(self.encoder) else -1 for i in kept]
         axis = np.arange(slots.size) % 3
         bins = slots - self.bin_token_offset - axis * self.num_bins
         valid = (bins >= 0) & (bins < self.num_bins)
         if strict and not valid.all():
             k = int(np.argmin(valid))
-            raise ValueError(f"token {k} (id {slots[k]}) is not a bin token of axis {AXES[axis[k]]}")
+            raise ValueError(f"token {k} (id {ids[k]}) is not a bin token of axis {AXES[axis[k]]}")
         low = np.asarray(self.coordinate_range)[axis, 0]
         coords = np.where(valid, low + (bins + 0.5) * self.bin_width[axis], np.nan)
         return coords.reshape(frames, int(num_joints), 3).astype(np.float32)
 
 
-def _as_list(ids) -> list:
-    if hasattr(ids, "tolist"):
+def _real_array(values, name: str) -> np.ndarray:
+    """``values`` as float64; TypeError naming ``name`` for strings, objects, complex numbers and ragged lists."""
+    if hasattr(values, "detach"):  # torch tensors (the tokenizer does not import torch)
+        values = values.detach().cpu().numpy()
+    array = np.asarray(values) if not isinstance(values, np.ndarray) else values
+    if array.dtype.kind == "c":
+        raise TypeError(f"{name} must be real numbers, got complex values")
+    try:
+        return np.asarray(array, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be a rectangular array of numbers ({error})") from None
+
+
+def _check_count(value, name: str) -> None:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be a positive integer, got {type(value).__name__} {value!r:.40}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+
+
+def _token_ids(ids) -> List[int]:
+    """``ids`` (one id, a sequence, a numpy array or torch tensor of integer token ids) as a flat list of ints;
+    TypeError for anything else (strings, floats, nested sequences), so bad input never decodes by accident."""
+    if hasattr(ids, "tolist"):  # numpy arrays and scalars, torch tensors
+        if getattr(ids, "ndim", 1) > 1:
+            raise TypeError(f"token ids must be one sequence (1-D), got shape {tuple(ids.shape)}")
         ids = ids.tolist()
-    return list(ids)
+    if isinstance(ids, (int, np.integer)) and not isinstance(ids, (bool, np.bool_)):
+        return [int(ids)]
+    if isinstance(ids, (str, bytes, dict, set)) or not isinstance(ids, Iterable):
+        raise TypeError(f"token ids must be an integer or a sequence of integers, got {type(ids).__name__}")
+    ids = list(ids)
+    for i in ids:
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"token ids must be integers, got {type(i).__name__} {i!r:.40}")
+    return [int(i) for i in ids]
 
 
 __all__ = ["UPSTokenizer", "label_token", "ordinal", "build_vocabulary"]

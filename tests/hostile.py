@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 import torch
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -28,6 +28,12 @@ JOINT_COUNTS = (0, 1, 2, 14, 15, 16, 17, 18, 19, 20, 25, 26, 27)
 # Values a coordinate may hold: ordinary, zero, tiny, huge (1e30 fits float32, 1e39 does not), non-finite.
 SPECIAL_FLOATS = (0.0, -0.0, 1e-300, 5e-324, 1e30, -1e30, 1e39, 1e300, -1e300, float("nan"), float("inf"),
                   float("-inf"))
+
+
+def mostly(valid, invalid, weight=3):
+    """Values of ``valid`` about ``weight`` times as often as values of ``invalid``: enough well-formed arguments
+    that the entry point gets past argument checks to the data."""
+    return st.one_of(*([st.sampled_from(tuple(valid))] * weight), st.sampled_from(tuple(invalid)))
 
 
 def floats_with_specials():
@@ -76,7 +82,8 @@ def non_numeric_arrays():
     """Arrays of strings, bytes, objects, datetimes: never pose data."""
     small = shapes(max_rank=4).filter(lambda s: int(np.prod(s)) <= 64)
     return st.one_of(
-        hnp.arrays(np.dtype("U3"), small, elements=st.text(max_size=3)),
+        hnp.arrays(np.dtype("U3"), small, elements=st.text(st.characters(codec="ascii", exclude_characters="\x00"),
+                                                            max_size=3)),
         hnp.arrays(np.dtype("S3"), small),
         hnp.arrays(np.dtype("M8[s]"), small),
         small.map(lambda s: np.full(s, None, dtype=object)),
@@ -109,6 +116,7 @@ def pose_like_inputs():
     """Anything a caller could hand a pose entry point as one sample or a batch."""
     arrays = st.one_of(numeric_arrays(), non_numeric_arrays())
     return st.one_of(
+        valid_poses(), valid_poses(), valid_poses().map(lambda a: [a, a[..., :1, :, :] if a.ndim == 4 else a[:1]]),
         arrays,
         arrays.map(lambda a: torch.from_numpy(a) if a.dtype.kind in "fiub" and a.dtype != np.uint16 else a),
         arrays.map(lambda a: a.tolist()),
@@ -125,9 +133,14 @@ def valid_poses(draw, num_joints=(25, 18, 20, 15, 26), channels=(2, 3, 4), max_f
     c = draw(st.sampled_from(channels))
     t = draw(st.integers(1, max_frames))
     m = draw(st.integers(1, max_persons))
-    values = draw(hnp.arrays(np.float64, (m, t, joints, c), elements=st.floats(-3.0, 3.0, width=32)))
-    if c in (3, 4) and draw(st.booleans()):
-        values[..., -1] = np.abs(values[..., -1]) / 3.0  # a plausible confidence channel
+    if draw(st.booleans()):  # hypothesis' own arrays: many zeros and repeated values (degenerate edge cases)
+        values = draw(hnp.arrays(np.float64, (m, t, joints, c), elements=st.floats(-3.0, 3.0, width=32)))
+    else:  # a random body-sized pose at a random scale (mm, m, px), some persons or frames absent (zeros)
+        rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+        values = rng.normal(0.0, 1.0, (m, t, joints, c)) * draw(st.sampled_from((1e-3, 1.0, 300.0, 1e4)))
+        values[rng.random((m, t)) < 0.2] = 0.0
+    if c == 4 or (c == 3 and draw(st.booleans())):  # a confidence channel in [0, 1]
+        values[..., -1] = np.clip(np.abs(values[..., -1]) / 3.0, 0.0, 1.0)
     if draw(st.booleans()):
         values = values[0]
     return values.astype(draw(st.sampled_from((np.float32, np.float64))))
@@ -152,13 +165,14 @@ def clear_error_or_result(keywords, where=""):
     outcome = _Outcome()
     try:
         yield outcome
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except AssertionError:
+    except (KeyboardInterrupt, SystemExit, AssertionError):
         raise
     except BaseException as error:  # noqa: BLE001 - the point is to see every escaping type
         check_error(error, keywords, where)
         outcome.error = error
+        event(f"{type(error).__name__}: {str(error)[:70]}")  # --hypothesis-show-statistics: how often each outcome occurred
+    else:
+        event("result")
 
 
 class _Outcome:

@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from hostile import (ROBUST, check_error, clear_error_or_result, junk_objects, numeric_arrays, pose_like_inputs,
-                     ragged_lists, valid_poses)
+from hostile import (ROBUST, check_error, clear_error_or_result, junk_objects, mostly, numeric_arrays,
+                     pose_like_inputs, ragged_lists, valid_poses)
 from modeling_ups import UPSFeatureExtractor
 from modeling_ups.skeletons import LAYOUTS
 from ups_checkpoint import LABELS, tiny_processor
@@ -22,10 +22,11 @@ MAX_FRAMES = 6
 FEATURE_KEYWORDS = ("poses", "shape", "empty", "frame", "joint", "channel", "layout", "task", "observation_ratio",
                     "coordinates", "confidence", "non-finite", "numeric", "degenerate", "zeros", "has_confidence",
                     "is_batched", "return_tensors", "float32", "dtype", "batch", "entries", "unexpected")
-TASKS = ("action_recognition", "action_recognition_2d", "action_recognition_3d", "pose_estimation",
-         "pose_estimation_3d", "early_action_prediction", "early_action_prediction_3d", "", "bogus", "pose", None, 3)
-LAYOUT_NAMES = (None, "ntu25", "coco17", "h36m17", "halpe26", "openpose18", "kinect_v1_20", "humaneva15", "bogus",
-                "", 17)
+VALID_TASKS = ("action_recognition", "action_recognition_2d", "action_recognition_3d", "pose_estimation",
+               "pose_estimation_3d", "early_action_prediction", "early_action_prediction_3d")
+TASKS = mostly(VALID_TASKS, ("", "bogus", "pose", None, 3, ["action_recognition"] * 3))
+VALID_LAYOUTS = (None, None, None, "ntu25", "coco17", "h36m17", "halpe26", "openpose18", "kinect_v1_20", "humaneva15")
+LAYOUT_NAMES = mostly(VALID_LAYOUTS, ("bogus", "", 17, ["ntu25"] * 3))
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +67,9 @@ def check_features(features, extractor, batch_size=None):
 
 # ------------------------------------------------------------------------------------------- feature extractor
 @ROBUST
-@given(poses=pose_like_inputs(), task=st.sampled_from(TASKS), layout=st.sampled_from(LAYOUT_NAMES),
-       ratio=st.sampled_from((None, None, 0.5, 1.0, 0.0, -1.0, 2.0, float("nan"), "half", [0.5], [0.5, 0.5])),
-       coordinates=st.sampled_from((None, "2d", "3d", "4d")), has_confidence=st.sampled_from((None, True, False)))
+@given(poses=pose_like_inputs(), task=TASKS, layout=LAYOUT_NAMES,
+       ratio=mostly((None, None, 0.5, 1.0), (0.0, -1.0, 2.0, float("nan"), "half", [0.5], [0.5, 0.5])),
+       coordinates=mostly((None, None, "2d", "3d"), ("4d", 2)), has_confidence=st.sampled_from((None, None, True, False)))
 def test_feature_extractor_on_hostile_inputs(extractor, poses, task, layout, ratio, coordinates, has_confidence):
     with clear_error_or_result(FEATURE_KEYWORDS, "UPSFeatureExtractor.__call__") as outcome:
         outcome.value = extractor(poses, task=task, layout=layout, observation_ratio=ratio, coordinates=coordinates,
@@ -99,7 +100,7 @@ LABEL_KEYWORDS = ("label", "task", "class index")
 @ROBUST
 @given(label=st.one_of(st.sampled_from(LABELS), st.text(max_size=12), st.integers(-10, 20), st.integers(),
                        st.booleans(), st.floats(), junk_objects(), st.just(np.int64(2)), st.just(np.float32(1))),
-       task=st.sampled_from(TASKS))
+       task=TASKS)
 def test_encode_label(processor, label, task):
     tok = processor.tokenizer
     with clear_error_or_result(LABEL_KEYWORDS, "encode_label") as outcome:
@@ -156,8 +157,10 @@ def test_encode_pose(processor, pose, out_of_range):
 
 
 @ROBUST
-@given(ids=token_id_inputs(), num_joints=st.one_of(st.integers(-2, 30), st.sampled_from((1.5, "17", None, True))),
-       num_frames=st.one_of(st.none(), st.integers(-2, 4), st.sampled_from((0.5, "1"))), strict=st.booleans())
+@given(ids=token_id_inputs(), num_joints=st.one_of(st.integers(1, 30), st.integers(-2, 30), st.sampled_from(
+           (1.5, "17", None, True))),
+       num_frames=st.one_of(st.none(), st.integers(1, 4), st.integers(-2, 4), st.sampled_from((0.5, "1"))),
+       strict=st.booleans())
 def test_decode_pose(processor, ids, num_joints, num_frames, strict):
     tok = processor.tokenizer
     with clear_error_or_result(TOKEN_KEYWORDS, "decode_pose") as outcome:
@@ -179,10 +182,10 @@ PROCESSOR_KEYWORDS = FEATURE_KEYWORDS + ("label", "target_poses", "target_unit",
 
 @ROBUST
 @given(poses=st.one_of(valid_poses(num_joints=(25, 17, 26)), pose_like_inputs()),
-       task=st.sampled_from(TASKS), layout=st.sampled_from(LAYOUT_NAMES),
-       labels=st.one_of(st.none(), st.sampled_from(LABELS), st.integers(-2, 9), st.lists(st.sampled_from(LABELS)),
-                        junk_objects()),
-       target_poses=st.one_of(st.none(), numeric_arrays(st.tuples(st.integers(0, 5), st.sampled_from((17, 25, 26, 3)),
+       task=TASKS, layout=LAYOUT_NAMES,
+       labels=st.one_of(st.none(), st.sampled_from(LABELS), st.sampled_from(LABELS), st.integers(-2, 9),
+                        st.lists(st.sampled_from(LABELS), max_size=3), junk_objects()),
+       target_poses=st.one_of(st.none(), st.none(), numeric_arrays(st.tuples(st.integers(0, 5), st.sampled_from((17, 25, 26, 3)),
                                                                  st.sampled_from((2, 3)))), ragged_lists(),
                               st.lists(st.none(), max_size=2)),
        target_unit=st.sampled_from(("mm", "m", "cm", None)))
@@ -203,8 +206,38 @@ def test_processor_call(processor, poses, task, layout, labels, target_poses, ta
                 assert ((0 <= real) & (real < tok.vocab_size)).all()
 
 
+VOCAB_SIZE = len(LABELS) + 3 + 3 * 16 + 3
+
+
+@ROBUST
+@given(poses=valid_poses(num_joints=(17, 25, 26), channels=(2, 3)), data=st.data())
+def test_processor_call_with_consistent_targets(processor, poses, data):
+    """Well-formed poses with a matching label or aligned target poses: labels of the documented form."""
+    num_frames, num_joints = poses.shape[-3], poses.shape[-2]
+    pose_task = data.draw(st.booleans())
+    layout = {17: "h36m17", 25: "ntu25", 26: "halpe26"}[num_joints]
+    if pose_task:
+        targets = data.draw(hnp.arrays(np.float64, (num_frames, num_joints, 3), elements=st.floats(-2e3, 2e3)))
+        kwargs = {"task": "pose_estimation", "target_poses": targets, "target_unit": "mm"}
+    else:
+        kwargs = {"task": "action_recognition", "labels": data.draw(st.sampled_from(LABELS))}
+    with clear_error_or_result(("degenerate", "zeros", "confidence"), "processor with targets") as outcome:
+        outcome.value = processor(poses=poses, layout=layout, return_tensors="np", **kwargs)
+    if outcome.error is None:
+        features = outcome.value
+        check_features(features, processor.feature_extractor, batch_size=1)
+        tok = processor.tokenizer
+        labels = features["labels"][0]
+        if pose_task:
+            model_joints = LAYOUTS[processor.feature_extractor.model_layout(layout)].num_joints
+            assert labels.shape == (3 * model_joints + 1,) and labels[-1] == tok.eot_token_ids[1]
+            tok.decode_pose(labels, model_joints, num_frames=1)  # strict: every token a bin of its axis
+        else:
+            assert labels.tolist()[0] in tok.label_token_ids and labels[-1] == tok.eot_token_ids[0]
+
+
 def generated_id_inputs():
-    vocab = len(LABELS) + 3 + 3 * 16 + 3
+    vocab = VOCAB_SIZE
     rows = st.lists(st.integers(-3, vocab + 3), min_size=0, max_size=60)
     return st.one_of(
         st.lists(rows, min_size=1, max_size=3),
@@ -220,10 +253,11 @@ POST_KEYWORDS = ("generated_ids", "ids", "token", "task", "layout", "scores", "t
 
 
 @ROBUST
-@given(ids=generated_id_inputs(), task=st.sampled_from(TASKS), layout=st.sampled_from(LAYOUT_NAMES),
-       scores=st.one_of(st.none(), hnp.arrays(np.float32, hnp.array_shapes(min_dims=0, max_dims=3, max_side=70),
-                                              elements=st.floats(-1e30, 1e30, width=32) | st.just(np.nan)),
-                        junk_objects()),
+@given(ids=generated_id_inputs(), task=TASKS, layout=LAYOUT_NAMES,
+       scores=st.one_of(st.none(), hnp.arrays(np.float32, st.one_of(st.tuples(st.integers(0, 3), st.sampled_from(
+                                                  (0, 5, VOCAB_SIZE, VOCAB_SIZE + 1))), hnp.array_shapes(max_dims=3)),
+                                              elements=st.floats(width=32) | st.sampled_from((1e30, -np.inf))),
+                        st.lists(st.none(), max_size=1), junk_objects()),
        top_k=st.one_of(st.integers(-2, 12), st.sampled_from((None, 2.5, "3", 10**30))))
 def test_post_process(processor, ids, task, layout, scores, top_k):
     with clear_error_or_result(POST_KEYWORDS, "UPSProcessor.post_process") as outcome:
@@ -264,3 +298,16 @@ def test_extractor_rejects_float32_overflow_instead_of_returning_inf():
     with pytest.raises(ValueError) as info:
         extractor(poses)
     check_error(info.value, ("float32",))
+
+
+@ROBUST
+@given(poses=valid_poses(num_joints=(25, 20), channels=(2, 3)).flatmap(
+           lambda p: hnp.arrays(np.float64, p.shape, elements=st.floats(allow_nan=False, allow_infinity=False))),
+       normalize=st.booleans())
+def test_feature_extractor_on_extreme_finite_values(poses, normalize):
+    """Any finite float64 (up to 1.8e308 and down to subnormals): normalised to finite float32, or a named error."""
+    extractor = UPSFeatureExtractor(max_frames=MAX_FRAMES, normalize=normalize)
+    with clear_error_or_result(("float32", "degenerate", "zeros"), "extreme values") as outcome:
+        outcome.value = extractor(poses, return_tensors="np")
+    if outcome.error is None:
+        check_features(outcome.value, extractor, batch_size=1)

@@ -89,7 +89,7 @@ class CheckpointManager:
             return False
         return all((Path(folder) / name).exists() for name in info.get("files", []))
 
-    def checkpoints(self):
+    def checkpoints(self, warn: bool = True):
         """Complete checkpoints, oldest first, as (step, folder); warns about every damaged one."""
         found = []
         if not self.root.is_dir():
@@ -97,11 +97,12 @@ class CheckpointManager:
         for p in self.root.iterdir():
             m = _STEP_DIR.match(p.name)
             if p.is_dir() and p.name.endswith(".partial"):
-                logger.warning(f"Ignoring interrupted checkpoint {p} (its write never completed)")
+                if warn:
+                    logger.warning(f"Ignoring interrupted checkpoint {p} (its write never completed)")
             elif m and p.is_dir():
                 if self.is_complete(p):
                     found.append((int(m.group(1)), p))
-                else:
+                elif warn:
                     logger.warning(f"Ignoring incomplete checkpoint {p} (missing or damaged {MARKER} marker)")
         return sorted(found)
 
