@@ -8,17 +8,14 @@ its own protocol (H36M-17, 2D input padded with Z = 0, 243 frames, 1 person) whe
 """
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from modeling_ups import UPSConfig, UPSForPoseSequenceModeling  # noqa: E402
+from harness import build_model, load_config, make_inputs, median_seconds  # noqa: E402,F401  (shared helpers)
 
 
 def parse_args(argv=None):
@@ -35,40 +32,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def load_config(spec: str) -> UPSConfig:
-    path = Path(spec)
-    if not path.is_dir():
-        path = REPO_ROOT / "configuration" / "models" / spec
-    return UPSConfig.from_pretrained(path)
-
-
-def median_seconds(fn, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def make_inputs(config, layout, batch, persons, frames, task, two_d=False, seed=0):
-    generator = torch.Generator().manual_seed(seed)
-    layout_id = config.layout_id(layout)
-    joints = config.layouts[layout_id]["num_joints"]
-    poses = torch.randn(batch, persons, frames, joints, 3, generator=generator) * 0.3
-    if two_d:
-        poses[..., 2] = 0
-    return {
-        "pose_values": poses,
-        "attention_mask": torch.ones(batch, frames, dtype=torch.long),
-        "person_mask": torch.ones(batch, persons, dtype=torch.long),
-        "task_ids": torch.full((batch,), config.task_id(task), dtype=torch.long),
-        "layout_ids": torch.full((batch,), layout_id, dtype=torch.long),
-    }
-
-
 def report(name, seconds, batch):
     print(f"{name:<58s} {seconds * 1000:9.1f} ms/batch  {batch / seconds:8.1f} samples/s")
 
@@ -78,8 +41,7 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     config = load_config(args.config)
-    torch.manual_seed(0)
-    model = UPSForPoseSequenceModeling._from_config(config, attn_implementation=args.attn_implementation).eval()
+    model = build_model(config, attn_implementation=args.attn_implementation)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"preset {args.config}: {params:.2f} M parameters, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, attention {args.attn_implementation}")

@@ -81,7 +81,10 @@ def convert_pyskl(annotation_file, output_dir, benchmarks: Optional[Sequence[str
     first = next((a for a in annotations if isinstance(a, dict) and "keypoint" in a), None)
     if first is None:
         raise ConversionError(f"{path}: no annotation carries a 'keypoint' array")
-    first = read_pyskl_annotation(first, name=f"{path}[0]")
+    try:
+        first = read_pyskl_annotation(first, name=f"{path}[0]")
+    except ValueError as err:  # the first annotation fixes the file's layout: without it nothing can be converted
+        raise ConversionError(str(err)) from None
     num_joints, num_coords = first["poses"].shape[2], first["poses"].shape[3]
     if num_joints not in PYSKL_LAYOUTS:
         raise ConversionError(f"{path}: {num_joints} joints match none of pyskl's layouts {PYSKL_LAYOUTS}")
@@ -89,7 +92,9 @@ def convert_pyskl(annotation_file, output_dir, benchmarks: Optional[Sequence[str
     is_3d = first["scores"] is None and num_coords == 3
 
     dataset = dataset or _infer_dataset(path, annotations)
-    labels = [int(a["label"]) for a in annotations if isinstance(a, dict) and "label" in a]
+    # Malformed labels are reported per annotation (read_pyskl_annotation); they do not name classes.
+    labels = [int(a["label"]) for a in annotations if isinstance(a, dict)
+              and isinstance(a.get("label"), (int, np.integer)) and not isinstance(a.get("label"), bool)]
     if dataset in ("ntu60", "ntu120"):
         class_names = NTU_CLASSES[: 60 if dataset == "ntu60" else 120]
     elif class_names_file:

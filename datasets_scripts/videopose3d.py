@@ -169,13 +169,17 @@ def convert_videopose3d(positions_3d, output_dir, positions_2d=None, dataset: st
     wanted = None if not actions else {action_class(a, dataset) for a in actions}
     report = ConversionReport(f"videopose3d-{dataset}")
     items = []
-    for subject in sorted(positions):
+    for subject in sorted(positions, key=str):
         split = _split_of(str(subject), dataset)
+        if not isinstance(positions[subject], dict):
+            report.skip(str(subject), f"expected a dict {{action: (T, J, 3) positions}}, got "
+                                      f"{type(positions[subject]).__name__}")
+            continue
         if split is None:
             report.exclude("subject outside the protocol", len(positions[subject]))
             continue
-        for action in sorted(positions[subject]):
-            if wanted is not None and action_class(action, dataset) not in wanted:
+        for action in sorted(positions[subject], key=str):
+            if wanted is not None and action_class(str(action), dataset) not in wanted:
                 report.exclude("action not selected")
                 continue
             items.append((subject, action, split))
@@ -183,10 +187,13 @@ def convert_videopose3d(positions_3d, output_dir, positions_2d=None, dataset: st
     def convert(item):
         subject, action, split = item
         name = f"{subject}/{action}"
-        label_name = action_class(action, dataset)
+        label_name = action_class(str(action), dataset)
         if label_name not in classes:
             raise ValueError(f"{name}: action class {label_name!r} is not one of {classes}")
-        world = np.asarray(positions[subject][action], dtype=np.float64)
+        try:
+            world = np.asarray(positions[subject][action], dtype=np.float64)
+        except (TypeError, ValueError, OverflowError) as err:
+            raise ValueError(f"{name}: positions are not a numeric (T, J, 3) array ({err})") from None
         if world.ndim != 3 or world.shape[-1] != 3:
             raise ValueError(f"{name}: expected (T, J, 3) positions, got {world.shape}")
         if dataset == "h36m" and world.shape[1] == 32:

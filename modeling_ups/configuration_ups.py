@@ -68,6 +68,11 @@ class UPSConfig(PretrainedConfig):
             Kernel size of the temporal convolutions.
         topology_reduction (`int`, *optional*, defaults to 8):
             Channel reduction of the channel-wise topology refinement (CTR-GC) branch.
+        norm_type (`str`, *optional*, defaults to `"task_batch"`):
+            Normalisation of the graph network's feature maps: `"task_batch"` (BatchNorm with one set of running
+            statistics per task), `"batch"` (plain BatchNorm, as CTR-GCN) or `"layer"` (LayerNorm over channels per
+            frame and joint). With the paper's single-task batches plain BatchNorm's running statistics average over
+            tasks whose inputs differ (2D with zero depth, 3D), which costs accuracy at inference (docs/design.md).
         encoder_layers (`int`, *optional*, defaults to 3):
             Encoder layers ``L``.
         encoder_blocks_per_layer (`int`, *optional*, defaults to 2):
@@ -127,6 +132,7 @@ class UPSConfig(PretrainedConfig):
     tokenizer_temporal_strides: list = field(default_factory=lambda: [1, 2, 2])
     temporal_kernel_size: int = 5
     topology_reduction: int = 8
+    norm_type: str = "task_batch"
     encoder_layers: int = 3
     encoder_blocks_per_layer: int = 2
     encoder_attention_heads: int = 8
@@ -166,6 +172,8 @@ class UPSConfig(PretrainedConfig):
             raise ValueError("encoder_attention_dim must be divisible by encoder_attention_heads")
         if self.d_model % self.decoder_attention_heads:
             raise ValueError("d_model must be divisible by decoder_attention_heads")
+        if self.norm_type not in ("task_batch", "batch", "layer"):
+            raise ValueError(f"norm_type must be 'task_batch', 'batch' or 'layer', got {self.norm_type!r}")
         if self.loss_reduction not in ("sample", "token"):
             raise ValueError(f"loss_reduction must be 'sample' or 'token', got {self.loss_reduction!r}")
         unknown = [t for t in self.tasks if t not in TASK_TO_EOT_INDEX]

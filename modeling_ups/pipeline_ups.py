@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from transformers.pipelines.base import Pipeline, no_collate_fn
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
-from .pose_io import load_pose_file, read_pyskl_annotation
+from .pose_io import as_pose_sequence_array, load_pose_file, read_pyskl_annotation
 from .tokenization_ups import task_eot_index
 
 # Task names the pipeline accepts besides the model's full task names (`config.tasks`). `action_recognition`
@@ -114,6 +114,14 @@ class PoseSequenceModelingPipeline(Pipeline):
         # A processor built for another vocabulary or layout list would silently mislabel outputs.
         self.processor.check_model_config(self.model.config)
 
+    def __call__(self, inputs, *args, **kwargs):
+        """Run the pipeline on one input or a list of inputs (see the class docstring for inputs and options)."""
+        # `Pipeline.__call__` peeks at `inputs[0]` of every list or tuple (chat detection): an empty one would end
+        # in an IndexError.
+        if isinstance(inputs, (list, tuple)) and len(inputs) == 0:
+            raise ValueError("inputs is an empty list: nothing to run the model on")
+        return super().__call__(inputs, *args, **kwargs)
+
     # ------------------------------------------------------------------ parameters
     def _sanitize_parameters(
         self,
@@ -153,17 +161,11 @@ class PoseSequenceModelingPipeline(Pipeline):
                 raise ValueError(f"frames must be one of {list(FRAME_MODES)}, got {frames!r}")
             preprocess["frames"] = postprocess["frames"] = frames
         if window is not None:
-            if int(window) < 1:
-                raise ValueError(f"window must be a positive number of frames, got {window}")
-            preprocess["window"] = int(window)
+            preprocess["window"] = _positive_int(window, "window", "a positive number of frames")
         if window_batch_size is not None:
-            if int(window_batch_size) < 1:
-                raise ValueError(f"window_batch_size must be positive, got {window_batch_size}")
-            forward["window_batch_size"] = int(window_batch_size)
+            forward["window_batch_size"] = _positive_int(window_batch_size, "window_batch_size", "positive")
         if top_k is not None:
-            if int(top_k) < 1:
-                raise ValueError(f"top_k must be a positive number of labels, got {top_k}")
-            postprocess["top_k"] = int(top_k)
+            postprocess["top_k"] = _positive_int(top_k, "top_k", "a positive number of labels")
         if return_routing is not None:
             postprocess["return_routing"] = bool(return_routing)
         forward.update(generate_kwargs)
@@ -213,9 +215,12 @@ class PoseSequenceModelingPipeline(Pipeline):
                 annotation = read_pyskl_annotation(inputs, name=str(inputs.get("frame_dir", "<annotation>")))
                 return _with_confidence_and_layout(annotation["poses"], annotation["scores"], None)
             if "poses" in inputs:  # what pose_io.load_pose_file returns
-                return _with_confidence_and_layout(
-                    np.asarray(inputs["poses"], dtype=np.float32), inputs.get("scores"), inputs.get("layout")
-                )
+                try:
+                    poses = np.asarray(inputs["poses"])
+                except (TypeError, ValueError) as error:
+                    raise ValueError(f"the 'poses' of a dict input must be a numeric array ({error})") from None
+                poses = as_pose_sequence_array(poses, "the 'poses' of a dict input")  # (M, T, J, C), finite float32
+                return _with_confidence_and_layout(poses, inputs.get("scores"), inputs.get("layout"))
             raise ValueError(
                 f"a dict input must be a pyskl annotation (with 'keypoint') or a load_pose_file result (with "
                 f"'poses'); got keys {sorted(inputs)}"
@@ -351,13 +356,28 @@ class PoseSequenceModelingPipeline(Pipeline):
 
 
 # ---------------------------------------------------------------------- helpers
+def _positive_int(value, name: str, what: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__} {value!r:.40}")
+    if value < 1:
+        raise ValueError(f"{name} must be {what}, got {value}")
+    return int(value)
+
+
 def _with_confidence_and_layout(poses, scores, layout):
     """(poses with the confidences appended as a last channel, layout, has_confidence)."""
     poses = np.asarray(poses, dtype=np.float32)
     if scores is None:
         return poses, layout, None
+    try:
+        scores = np.asarray(scores, dtype=np.float32)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise ValueError(f"scores must be numeric confidences shaped {poses.shape[:3]} ({error})") from None
+    if scores.shape != poses.shape[:3] or not np.isfinite(scores).all():
+        raise ValueError(f"scores must be finite confidences shaped {poses.shape[:3]} (persons, frames, joints), "
+                         f"got shape {scores.shape}")
     # Detector scores are confidences in [0, 1]; some detectors (AlphaPose) return values slightly above 1.
-    scores = np.clip(np.asarray(scores, dtype=np.float32), 0.0, 1.0)
+    scores = np.clip(scores, 0.0, 1.0)
     return np.concatenate([poses, scores[..., None]], axis=-1), layout, True
 
 

@@ -29,10 +29,14 @@ encoding, wrong number of values) instead of returning partial data.
 import _compat_pickle
 import io
 import json
+import math
 import os
 import pickle
 import re
+import struct
+import tokenize
 import zipfile
+import zlib
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
@@ -168,7 +172,15 @@ def safe_load_pickle(path_or_file):
         return _unpickle(f, path)
 
 
-def _read_npy_member(fileobj, name: str) -> np.ndarray:
+# What numpy's header parsing raises on a garbled header besides ValueError (tokenize runs on version-1 headers,
+# ast.literal_eval on all of them, struct on the length field).
+_NPY_HEADER_ERRORS = (ValueError, SyntaxError, TypeError, EOFError, OverflowError, MemoryError, RecursionError,
+                      tokenize.TokenError, struct.error)
+
+
+def _read_npy_member(fileobj, name: str, size: Optional[int] = None) -> np.ndarray:
+    """One ``.npy`` array from ``fileobj`` (``size``: the bytes it holds, so a header promising more data than the
+    file has is reported as truncated instead of allocating what it promises)."""
     fmt = np.lib.format
     try:
         version = fmt.read_magic(fileobj)
@@ -183,22 +195,29 @@ def _read_npy_member(fileobj, name: str) -> np.ndarray:
 
                 impl = impl_module._read_array_header
             shape, fortran_order, dtype = impl(fileobj, version)
-    except ValueError as err:
-        raise ValueError(f"{name}: not a .npy array ({err})") from None
+    except _NPY_HEADER_ERRORS as err:
+        raise ValueError(f"{name}: not a .npy array ({type(err).__name__}: {err})") from None
     if dtype.hasobject:
         # np.save pickles object arrays whole; rebuild them through the restricted unpickler.
         array = _unpickle(fileobj, name)
         if not isinstance(array, np.ndarray):
             raise ValueError(f"{name}: object member unpickled to {type(array).__name__}, not an array")
         return array
-    count = int(np.prod(shape, dtype=np.int64))
-    data = fileobj.read(count * dtype.itemsize)
-    if len(data) != count * dtype.itemsize:
-        raise ValueError(f"{name}: truncated array data ({len(data)} of {count * dtype.itemsize} bytes)")
-    array = np.frombuffer(data, dtype=dtype, count=count)
-    if fortran_order:
-        return array.reshape(shape[::-1]).transpose().copy()
-    return array.reshape(shape).copy()
+    count = math.prod(int(n) for n in shape)  # Python ints: a huge shape must not wrap around in int64
+    needed = count * dtype.itemsize
+    available = None if size is None else size - fileobj.tell()
+    if available is not None and needed > available:
+        raise ValueError(f"{name}: truncated array data (the header announces {needed} bytes, {available} follow)")
+    data = fileobj.read(needed)
+    if len(data) != needed:
+        raise ValueError(f"{name}: truncated array data ({len(data)} of {needed} bytes)")
+    try:
+        array = np.frombuffer(data, dtype=dtype, count=count)
+        if fortran_order:
+            return array.reshape(shape[::-1]).transpose().copy()
+        return array.reshape(shape).copy()
+    except (ValueError, TypeError) as err:  # zero-sized or otherwise unusable dtypes
+        raise ValueError(f"{name}: unreadable array data of dtype {dtype} ({err})") from None
 
 
 def safe_load_npz(path: PathLike) -> Dict[str, np.ndarray]:
@@ -210,7 +229,7 @@ def safe_load_npz(path: PathLike) -> Dict[str, np.ndarray]:
     path = os.fspath(path)
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as err:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
         raise ValueError(f"{path}: not an .npz archive ({err})") from None
     out = {}
     with archive:
@@ -218,9 +237,11 @@ def safe_load_npz(path: PathLike) -> Dict[str, np.ndarray]:
             key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
             try:
                 with archive.open(info) as member:
-                    out[key] = _read_npy_member(io.BufferedReader(member), f"{path}[{key}]")
-            except (zipfile.BadZipFile, EOFError, OSError) as err:  # CRC errors, truncated archives
-                raise ValueError(f"{path}[{key}]: damaged archive member ({err})") from None
+                    out[key] = _read_npy_member(io.BufferedReader(member), f"{path}[{key}]", size=info.file_size)
+            # CRC errors, truncated archives, corrupt deflate streams (zlib.error), flags claiming an unknown
+            # compression method (NotImplementedError) or encryption (RuntimeError).
+            except (zipfile.BadZipFile, EOFError, OSError, zlib.error, NotImplementedError, RuntimeError) as err:
+                raise ValueError(f"{path}[{key}]: damaged archive member ({type(err).__name__}: {err})") from None
     return out
 
 
@@ -378,6 +399,8 @@ def load_json_file(path: str):
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}: invalid JSON ({err.msg} at line {err.lineno} column {err.colno}); "
                          "truncated or not a JSON file") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply to be a skeleton file") from None
 
 
 def read_kinetics_skeleton_json(path_or_data, name: Optional[str] = None) -> Dict[str, Any]:
@@ -405,11 +428,15 @@ def read_kinetics_skeleton_json(path_or_data, name: Optional[str] = None) -> Dic
         raise ValueError(f"{name}: the clip has no frames")
     try:
         indices = [int(frame["frame_index"]) for frame in frames]
-        skeleton_lists = [frame["skeleton"] for frame in frames]
-    except (TypeError, KeyError, ValueError) as err:
-        raise ValueError(f"{name}: a frame lacks 'frame_index' or 'skeleton' ({err!r})") from None
+        skeleton_lists = [list(frame["skeleton"]) for frame in frames]
+    except (TypeError, KeyError, ValueError, OverflowError) as err:
+        raise ValueError(f"{name}: a frame lacks an integer 'frame_index' or a 'skeleton' list ({err!r})") from None
     first = min(indices)
     num_frames = max(indices) - first + 1
+    # Every frame of a clip is listed (ST-GCN writes empty skeleton lists); indices far apart are garbage and
+    # would allocate arrays of their span.
+    if num_frames > len(frames) + 300:
+        raise ValueError(f"{name}: frame_index values span {num_frames} frames but the clip lists {len(frames)}")
     num_persons = max((len(s) for s in skeleton_lists), default=0)
     poses = np.zeros((max(num_persons, 1), num_frames, OPENPOSE_NUM_JOINTS, 2), dtype=np.float32)
     scores = np.zeros((max(num_persons, 1), num_frames, OPENPOSE_NUM_JOINTS), dtype=np.float32)
@@ -418,16 +445,22 @@ def read_kinetics_skeleton_json(path_or_data, name: Optional[str] = None) -> Dic
             try:
                 pose = np.asarray(skel["pose"], dtype=np.float32)
                 score = np.asarray(skel["score"], dtype=np.float32)
-            except (TypeError, KeyError, ValueError) as err:
+            except (TypeError, KeyError, ValueError, OverflowError) as err:
                 raise ValueError(f"{name}: frame_index {t} skeleton {p}: bad 'pose'/'score' ({err!r})") from None
             if pose.shape != (2 * OPENPOSE_NUM_JOINTS,) or score.shape != (OPENPOSE_NUM_JOINTS,):
                 raise ValueError(f"{name}: frame_index {t} skeleton {p}: expected 36 pose values and 18 scores, got "
                                  f"{pose.size} and {score.size}")
+            if not (np.isfinite(pose).all() and np.isfinite(score).all()):
+                raise ValueError(f"{name}: frame_index {t} skeleton {p}: non-finite pose or score values")
             poses[p, t - first] = pose.reshape(OPENPOSE_NUM_JOINTS, 2)
             scores[p, t - first] = score
     label_index = data.get("label_index")
-    return {"poses": poses, "scores": scores, "label": data.get("label"),
-            "label_index": None if label_index is None else int(label_index)}
+    if label_index is not None:
+        try:
+            label_index = int(label_index)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"{name}: 'label_index' must be an integer, got {label_index!r:.40}") from None
+    return {"poses": poses, "scores": scores, "label": data.get("label"), "label_index": label_index}
 
 
 def top_persons_per_frame(poses: np.ndarray, scores: np.ndarray, k: int = 2) -> Tuple[np.ndarray, np.ndarray]:
@@ -483,8 +516,11 @@ def read_alphapose_json(path_or_data, max_persons: int = 2, name: Optional[str] 
         try:
             keypoints = np.asarray(entry["keypoints"], dtype=np.float32)
             image_id = entry["image_id"]
-        except (TypeError, KeyError, ValueError) as err:
+        except (TypeError, KeyError, ValueError, OverflowError) as err:
             raise ValueError(f"{name}: detection {i} lacks numeric 'keypoints' or 'image_id' ({err!r})") from None
+        if isinstance(image_id, bool) or not isinstance(image_id, (str, int)):
+            raise ValueError(f"{name}: detection {i}: 'image_id' must be a file name or a number, got "
+                             f"{image_id!r:.40}")
         if keypoints.ndim != 1 or keypoints.size % 3 or keypoints.size // 3 not in _ALPHAPOSE_LAYOUTS:
             raise ValueError(f"{name}: detection {i}: expected 26*3 (Halpe) or 17*3 (COCO) keypoint values, got "
                              f"{keypoints.size}")
@@ -492,11 +528,18 @@ def read_alphapose_json(path_or_data, max_persons: int = 2, name: Optional[str] 
             num_joints = keypoints.size // 3
         elif keypoints.size // 3 != num_joints:
             raise ValueError(f"{name}: detection {i} has {keypoints.size // 3} joints, earlier ones {num_joints}")
+        if not np.isfinite(keypoints).all():
+            raise ValueError(f"{name}: detection {i}: non-finite keypoint values")
         track = entry.get("idx")
         if isinstance(track, (list, tuple)):
             track = track[0] if track else None
+        if track is not None and (isinstance(track, bool) or not isinstance(track, (int, str))):
+            raise ValueError(f"{name}: detection {i}: track id 'idx' must be an integer, got {track!r:.40}")
         score = entry.get("score")
         kp = keypoints.reshape(num_joints, 3)
+        if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))
+                                  or not math.isfinite(score)):
+            raise ValueError(f"{name}: detection {i}: 'score' must be a finite number, got {score!r:.40}")
         parsed.append((image_id, track, float(score) if score is not None else float(kp[:, 2].mean()), kp))
     image_ids = sorted({p[0] for p in parsed}, key=_natural_key)
     frame_of = {image_id: t for t, image_id in enumerate(image_ids)}
@@ -549,20 +592,39 @@ def read_pyskl_annotation(annotation: Dict[str, Any], name: str = "<annotation>"
         raise ValueError(f"{name}: annotation has no 'keypoint' array (keys: {sorted(annotation)})")
     try:
         poses = np.asarray(annotation["keypoint"], dtype=np.float32)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, OverflowError) as err:
         raise ValueError(f"{name}: 'keypoint' is not numeric ({err})") from None
     if poses.ndim != 4 or poses.shape[-1] not in (2, 3):
         raise ValueError(f"{name}: 'keypoint' must be (M, T, V, C) with C in (2, 3), got shape {poses.shape}")
     scores = annotation.get("keypoint_score")
     if scores is not None:
-        scores = np.asarray(scores, dtype=np.float32)
+        try:
+            scores = np.asarray(scores, dtype=np.float32)
+        except (TypeError, ValueError, OverflowError) as err:
+            raise ValueError(f"{name}: 'keypoint_score' is not numeric ({err})") from None
         if scores.shape != poses.shape[:3]:
             raise ValueError(f"{name}: 'keypoint_score' shape {scores.shape} does not match keypoint {poses.shape}")
+        if not np.isfinite(scores).all():
+            raise ValueError(f"{name}: 'keypoint_score' holds non-finite values")
     if not np.isfinite(poses).all():
         raise ValueError(f"{name}: 'keypoint' holds non-finite values")
     label = annotation.get("label")
-    return {"poses": poses, "scores": scores, "label": None if label is None else int(label),
-            "frame_dir": str(annotation.get("frame_dir", name)), "img_shape": annotation.get("img_shape")}
+    if label is not None:
+        if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)) and not (
+                isinstance(label, np.ndarray) and label.shape == () and label.dtype.kind in "iu"):
+            raise ValueError(f"{name}: 'label' must be an integer class index, got {label!r:.40}")
+        label = int(label)
+    img_shape = annotation.get("img_shape")
+    if img_shape is not None:
+        try:
+            img_shape = tuple(int(v) for v in img_shape)
+        except (TypeError, ValueError, OverflowError):
+            img_shape = ()
+        if len(img_shape) != 2 or min(img_shape) <= 0:
+            raise ValueError(f"{name}: 'img_shape' must be (height, width) in pixels, got "
+                             f"{annotation.get('img_shape')!r:.40}")
+    return {"poses": poses, "scores": scores, "label": label,
+            "frame_dir": str(annotation.get("frame_dir", name)), "img_shape": img_shape}
 
 
 def _infer_layout(num_joints: int, layout: Optional[str], name: str) -> Tuple[Optional[str], List[str]]:
@@ -575,7 +637,8 @@ def _infer_layout(num_joints: int, layout: Optional[str], name: str) -> Tuple[Op
     return (candidates[0] if len(candidates) == 1 else None), candidates
 
 
-def _as_sequence_array(array: np.ndarray, name: str) -> np.ndarray:
+def as_pose_sequence_array(array: np.ndarray, name: str) -> np.ndarray:
+    """``array`` (T, J, C) or (M, T, J, C), C in (2, 3), as finite float32 (M, T, J, C); ValueError naming ``name``."""
     array = np.asarray(array)
     if array.dtype.kind not in "fiu":
         raise ValueError(f"{name}: expected a numeric pose array, got dtype {array.dtype}")
@@ -634,11 +697,11 @@ def load_pose_file(path: PathLike, layout: Optional[str] = None, sample: Union[i
         layout = "ntu25"
         meta.update(format="ntu_skeleton", units="mm")
     elif suffix == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except ValueError as err:
-            raise ValueError(f"{path}: not a plain numeric .npy array ({err})") from None
-        poses = _as_sequence_array(array, path)
+        # The archive members' reader: a garbled header or truncated data is a ValueError naming the file, object
+        # arrays go through the restricted unpickler (and are then refused as non-numeric).
+        with open(path, "rb") as f:
+            array = _read_npy_member(f, path, size=os.fstat(f.fileno()).st_size)
+        poses = as_pose_sequence_array(array, path)
         layout, candidates = _infer_layout(poses.shape[2], layout, path)
         meta.update(format="npy", units=None, layout_candidates=candidates)
     elif suffix == ".npz":
@@ -651,10 +714,16 @@ def load_pose_file(path: PathLike, layout: Optional[str] = None, sample: Union[i
             raise ValueError(f"{path}: no pose array found (members {sorted(members)}; expected one of "
                              f"{list(_NPZ_POSE_KEYS)}); VideoPose3D dataset archives are read by "
                              "`datasets_scripts.videopose3d`")
-        poses = _as_sequence_array(members[key], f"{path}[{key}]")
+        poses = as_pose_sequence_array(members[key], f"{path}[{key}]")
         score_key = next((k for k in _NPZ_SCORE_KEYS if k in members), None)
         if score_key is not None:
-            scores = np.asarray(members[score_key], dtype=np.float32).reshape(poses.shape[:3])
+            scores = members[score_key]
+            if scores.dtype.kind not in "fiu" or scores.size != int(np.prod(poses.shape[:3])):
+                raise ValueError(f"{path}[{score_key}]: expected {poses.shape[:3]} numeric scores for poses "
+                                 f"{poses.shape}, got {scores.dtype} {scores.shape}")
+            scores = scores.astype(np.float32).reshape(poses.shape[:3])
+            if not np.isfinite(scores).all():
+                raise ValueError(f"{path}[{score_key}]: scores hold NaN or infinite values")
         layout, candidates = _infer_layout(poses.shape[2], layout, path)
         meta.update(format="npz", units=None, layout_candidates=candidates, key=key)
     elif suffix == ".json":
@@ -680,7 +749,8 @@ def load_pose_file(path: PathLike, layout: Optional[str] = None, sample: Union[i
     elif suffix in (".pkl", ".pickle"):
         content = safe_load_pickle(path)
         annotation = _pick_annotation(content, sample, path)
-        ann = read_pyskl_annotation(annotation, name=f"{path}[{annotation.get('frame_dir', sample)}]")
+        label = annotation.get("frame_dir", sample) if isinstance(annotation, dict) else sample
+        ann = read_pyskl_annotation(annotation, name=f"{path}[{label}]")
         poses, scores = ann["poses"], ann["scores"]
         if poses.shape[0] > max_persons:
             poses = poses[:max_persons]
@@ -738,7 +808,7 @@ def read_nw_ucla_skeletons(path_or_data, name: Optional[str] = None) -> np.ndarr
         raise ValueError(f"{name}: not an NW-UCLA sequence (expected an object with 'skeletons')")
     try:
         poses = np.asarray(data["skeletons"], dtype=np.float32)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{name}: 'skeletons' is not a regular frames x 20 x 3 number array") from None
     if poses.ndim != 3 or poses.shape[1:] != (20, 3) or poses.shape[0] == 0:
         raise ValueError(f"{name}: expected skeletons shaped (frames, 20, 3), got {poses.shape}")
@@ -764,5 +834,6 @@ __all__ = [
     "read_alphapose_json",
     "read_pyskl_annotation",
     "read_nw_ucla_skeletons",
+    "as_pose_sequence_array",
     "load_pose_file",
 ]

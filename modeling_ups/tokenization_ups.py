@@ -335,8 +335,9 @@ class UPSTokenizer(PreTrainedTokenizer):
             if mode == "error":
                 raise ValueError(message)
             logger.warning(message + " They are clipped to the edge bins.")
-        bins = np.floor((values - r[:, 0]) / self.bin_width).astype(np.int64)
-        return np.clip(bins, 0, self.num_bins - 1)
+        # Clip before the integer cast: a float beyond int64 (a clipped 1e300) has no defined integer value.
+        bins = np.clip(np.floor((values - r[:, 0]) / self.bin_width), 0, self.num_bins - 1)
+        return bins.astype(np.int64)
 
     def bins_to_coordinates(self, bins) -> np.ndarray:
         """Bin centres (millimetres) of bin indices ``bins`` (..., 3)."""

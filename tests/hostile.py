@@ -170,7 +170,8 @@ def clear_error_or_result(keywords, where=""):
     except BaseException as error:  # noqa: BLE001 - the point is to see every escaping type
         check_error(error, keywords, where)
         outcome.error = error
-        event(f"{type(error).__name__}: {str(error)[:70]}")  # --hypothesis-show-statistics: how often each outcome occurred
+        # --hypothesis-show-statistics lists how often each outcome (error type and message start) occurred.
+        event(f"{type(error).__name__}: {str(error)[:70]}")
     else:
         event("result")
 

@@ -578,3 +578,46 @@ def test_remote_code_loads_in_fresh_process(model, config, tmp_path):
     assert result["importable"] is False
     assert result["class_module"].startswith("transformers_modules.")
     assert result["tokens"] == model.generate(**batch).tolist()
+
+
+@pytest.mark.parametrize("norm_type", ["task_batch", "batch", "layer"])
+def test_norm_types_keep_padding_exact(norm_type):
+    """Both feature-map normalisations: shapes hold and a padded sample equals the unpadded one (eval mode)."""
+    config = tiny_config(norm_type=norm_type)
+    model = build_model(config)
+    samples = [dict(layout="ntu25", frames=20), dict(layout="coco17", frames=9, persons=2)]
+    batch = make_batch(config, samples)
+    batched = model.model.encoder(**batch)
+    for i in range(len(samples)):
+        alone = model.model.encoder(**unbatch(batch, i, config))
+        torch.testing.assert_close(
+            batched.last_hidden_state[i][batched.attention_mask[i].bool()],
+            alone.last_hidden_state[0][alone.attention_mask[0].bool()], atol=1e-5, rtol=1e-4,
+        )
+
+
+def test_channel_norm_is_the_same_in_training_and_inference():
+    """LayerNorm over channels has no batch statistics: the tokenizer gives identical maps in both modes."""
+    config = tiny_config(norm_type="layer")
+    model = build_model(config)
+    batch = make_batch(config, [dict(layout="h36m17", frames=12), dict(layout="ntu25", frames=16)])
+    encoder = model.model.encoder
+    tokenizer_eval = encoder.joint_tokenizer.training
+    outputs = []
+    for training in (False, True):
+        encoder.joint_tokenizer.train(training)
+        with torch.no_grad():
+            hooks = []
+            captured = []
+            hooks.append(encoder.joint_tokenizer.register_forward_hook(lambda m, i, o: captured.append(o[0])))
+            encoder(**batch)
+            for h in hooks:
+                h.remove()
+        outputs.append(captured[0])
+    encoder.joint_tokenizer.train(tokenizer_eval)
+    torch.testing.assert_close(outputs[0], outputs[1])
+
+
+def test_unknown_norm_type_is_rejected():
+    with pytest.raises(ValueError, match="norm_type"):
+        tiny_config(norm_type="group")

@@ -69,7 +69,8 @@ def check_features(features, extractor, batch_size=None):
 @ROBUST
 @given(poses=pose_like_inputs(), task=TASKS, layout=LAYOUT_NAMES,
        ratio=mostly((None, None, 0.5, 1.0), (0.0, -1.0, 2.0, float("nan"), "half", [0.5], [0.5, 0.5])),
-       coordinates=mostly((None, None, "2d", "3d"), ("4d", 2)), has_confidence=st.sampled_from((None, None, True, False)))
+       coordinates=mostly((None, None, "2d", "3d"), ("4d", 2)),
+       has_confidence=st.sampled_from((None, None, True, False)))
 def test_feature_extractor_on_hostile_inputs(extractor, poses, task, layout, ratio, coordinates, has_confidence):
     with clear_error_or_result(FEATURE_KEYWORDS, "UPSFeatureExtractor.__call__") as outcome:
         outcome.value = extractor(poses, task=task, layout=layout, observation_ratio=ratio, coordinates=coordinates,
@@ -154,6 +155,11 @@ def test_encode_pose(processor, pose, out_of_range):
         axis = np.arange(len(ids) - 1) % 3
         bins = np.asarray(ids[:-1]) - tok.bin_token_offset - axis * tok.num_bins
         assert ((0 <= bins) & (bins < tok.num_bins)).all(), "a token is not a bin of its axis"
+        # The right bin: values beyond the range land in the edge bin on their side (1e300 in the last one).
+        values = np.asarray(pose, dtype=np.float64).reshape(-1, 3)
+        low = np.asarray(tok.coordinate_range)[:, 0]
+        expected = np.clip(np.floor((values - low) / tok.bin_width), 0, tok.num_bins - 1).reshape(-1)
+        np.testing.assert_array_equal(bins, expected)
 
 
 @ROBUST
@@ -185,8 +191,9 @@ PROCESSOR_KEYWORDS = FEATURE_KEYWORDS + ("label", "target_poses", "target_unit",
        task=TASKS, layout=LAYOUT_NAMES,
        labels=st.one_of(st.none(), st.sampled_from(LABELS), st.sampled_from(LABELS), st.integers(-2, 9),
                         st.lists(st.sampled_from(LABELS), max_size=3), junk_objects()),
-       target_poses=st.one_of(st.none(), st.none(), numeric_arrays(st.tuples(st.integers(0, 5), st.sampled_from((17, 25, 26, 3)),
-                                                                 st.sampled_from((2, 3)))), ragged_lists(),
+       target_poses=st.one_of(st.none(), st.none(),
+                              numeric_arrays(st.tuples(st.integers(0, 5), st.sampled_from((17, 25, 26, 3)),
+                                                       st.sampled_from((2, 3)))), ragged_lists(),
                               st.lists(st.none(), max_size=2)),
        target_unit=st.sampled_from(("mm", "m", "cm", None)))
 def test_processor_call(processor, poses, task, layout, labels, target_poses, target_unit):
@@ -311,3 +318,11 @@ def test_feature_extractor_on_extreme_finite_values(poses, normalize):
         outcome.value = extractor(poses, return_tensors="np")
     if outcome.error is None:
         check_features(outcome.value, extractor, batch_size=1)
+
+
+def test_encode_pose_clips_values_beyond_int64_to_the_edge_bins(processor):
+    """1e300 mm is clipped to the last bin (a float -> int64 cast of it would give INT64_MIN, i.e. bin 0)."""
+    tok = processor.tokenizer
+    ids = tok.encode_pose([[1e300, -1e300, 5e18]], out_of_range="clip")
+    bins = np.asarray(ids[:-1]) - tok.bin_token_offset - np.arange(3) * tok.num_bins
+    assert bins.tolist() == [tok.num_bins - 1, 0, tok.num_bins - 1]

@@ -9,6 +9,7 @@ reason or raise their `ConversionError` naming it, and every row they keep must 
 """
 
 import contextlib
+import copy
 import json
 import pickle
 import zipfile
@@ -17,7 +18,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -67,18 +68,19 @@ def damaged_bytes(draw, content: bytes, text: bool = True):
 
 @st.composite
 def damaged_tree(draw, value):
-    """A JSON-like tree with 0-2 nodes replaced by junk or removed."""
+    """A JSON-like tree with 0-2 nodes replaced by junk or removed (``value`` itself is left untouched)."""
+    value = copy.deepcopy(value)
     for _ in range(draw(st.integers(0, 2))):
         paths = list(_paths(value))
         path = draw(st.sampled_from(paths))
         if not path:
-            value = draw(st.sampled_from(JUNK_VALUES))
+            value = copy.deepcopy(draw(st.sampled_from(JUNK_VALUES)))
             continue
         parent = value
         for key in path[:-1]:
             parent = parent[key]
         if draw(st.booleans()) or not isinstance(parent, dict):
-            parent[path[-1]] = draw(st.sampled_from(JUNK_VALUES))
+            parent[path[-1]] = copy.deepcopy(draw(st.sampled_from(JUNK_VALUES)))  # never share junk between trees
         else:
             del parent[path[-1]]
     return value
@@ -368,6 +370,7 @@ def check_conversion(run, module, name):
             report = run()
         except ConversionError as error:
             assert str(error).strip()
+            event("ConversionError")
             return None
         except Exception as error:  # noqa: BLE001
             pytest.fail(f"{name}: {type(error).__name__} escaped the converter: {error!r}")
@@ -376,6 +379,7 @@ def check_conversion(run, module, name):
                     f"{name} skipped {source}")
     rows = writers[0].rows if writers else []
     assert report.converted == len(rows)
+    event("converted" if rows else "skipped")
     for row in rows:
         assert np.isfinite(row["poses"]).all() and row["poses"].ndim == 4 and row["poses"].shape[0] > 0
         assert row["poses"].shape[2] == LAYOUTS[row["layout"]].num_joints
@@ -454,8 +458,9 @@ def videopose3d_archives(draw):
         0, 1, (2, 17, 3))}}
     positions = draw(damaged_tree(positions))
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, positions_3d=np.array(positions, dtype=object) if isinstance(positions, dict)
-                        else positions)
+    member = np.empty((), dtype=object)  # VideoPose3D stores the dict as a 0-d object array
+    member[()] = positions
+    np.savez_compressed(buffer, positions_3d=member)
     return draw(damaged_bytes(buffer.getvalue(), text=False))
 
 

@@ -95,7 +95,9 @@ def _predict(args) -> int:
     from transformers import pipeline
 
     from ..configuration_ups import UPS_TASKS
+    from ..modeling_ups import UPSForPoseSequenceModeling
     from ..pipeline_ups import TASK_SHORTHANDS, PoseSequenceModelingPipeline
+    from ..processing_ups import UPSProcessor
 
     # Fail before loading a model for what can be checked without it (the pipeline checks again, per model).
     for path in args.files:
@@ -110,8 +112,12 @@ def _predict(args) -> int:
                "observation_ratio": args.observation_ratio, "frames": args.frames, "window": args.window,
                "coordinates": args.coordinates, "return_routing": args.return_routing or None}
     options = {key: value for key, value in options.items() if value is not None}
-    pipe = pipeline("pose-sequence-modeling", model=args.model, pipeline_class=PoseSequenceModelingPipeline,
-                    device=args.device)
+    # The package's own classes load the checkpoint: a folder's copied code (auto_map, custom_pipelines) is never
+    # imported, and weights come from model.safetensors only (UPSPreTrainedModel.from_pretrained).
+    model = UPSForPoseSequenceModeling.from_pretrained(args.model)
+    processor = UPSProcessor.from_pretrained(args.model)
+    pipe = pipeline("pose-sequence-modeling", model=model, processor=processor,
+                    pipeline_class=PoseSequenceModelingPipeline, device=args.device)
     outputs = pipe(list(args.files), batch_size=args.batch_size, **options)
     for path, output in zip(args.files, outputs):
         record = {"input": str(path), "task": args.task}
