@@ -52,7 +52,8 @@ def parse_args(argv=None):
     p.add_argument("--processor", help="processor folder (processors/<name>) whose vocabulary the model uses")
     p.add_argument("--dataset", action="append", default=None, metavar="TASK=PATH",
                    help="a saved `datasets` folder or Hub id for a task (repeatable); default: synthetic data")
-    p.add_argument("--tasks", help="comma-separated tasks to train (default: all four, in the paper's rotation)")
+    p.add_argument("--tasks", help="comma-separated task rotation (default: all four, in the paper's order); a task "
+                   "listed twice gets twice the steps")
     p.add_argument("--output_dir")
     p.add_argument("--max_steps", type=int)
     p.add_argument("--num_train_epochs", type=float, help="alternative to --max_steps (epochs of the largest task)")
@@ -110,6 +111,8 @@ def parse_args(argv=None):
     unknown = [t for t in args.tasks if t not in UPS_TASKS]
     if unknown:
         raise ValueError(f"Unknown tasks {unknown}; choose from {list(UPS_TASKS)}")
+    # The rotation may name a task more than once to give it more steps; everything else sees each task once.
+    args.task_set = list(dict.fromkeys(args.tasks))
     args.dataset = _parse_dataset_specs(args.dataset)
     if args.max_steps is None and args.num_train_epochs is None:
         raise ValueError("Give --max_steps or --num_train_epochs (or a recipe that sets one)")
@@ -203,7 +206,7 @@ def main(argv=None):
 
     rotation = TaskRotation(args.tasks)
     if args.max_steps is None:
-        largest = max(len(datasets[t]["train"]) for t in args.tasks)
+        largest = max(len(datasets[t]["train"]) for t in args.task_set)
         per_task = math.ceil(largest / (args.per_device_train_batch_size * accelerator.num_processes))
         args.max_steps = int(args.num_train_epochs * per_task * len(args.tasks))
 
@@ -231,7 +234,7 @@ def main(argv=None):
 
     global_batch = args.per_device_train_batch_size * accelerator.num_processes
     iterators = {}
-    for t in args.tasks:
+    for t in args.task_set:
         sampler = ResumableBatchSampler(len(datasets[t]["train"]), global_batch, seed=args.seed + UPS_TASKS.index(t),
                                         rank=accelerator.process_index, world_size=accelerator.num_processes,
                                         start_batch=rotation.batches_before(t, start_step)
@@ -251,7 +254,7 @@ def main(argv=None):
         hparams = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
         accelerator.init_trackers("ups", config=hparams)
     log_path = output_dir / "log_history.jsonl"
-    running = {t: [] for t in args.tasks}
+    running = {t: [] for t in args.task_set}
     progress_losses = {}
     progress = tqdm(range(start_step, args.max_steps), initial=start_step, total=args.max_steps, mininterval=2.0,
                     disable=not accelerator.is_local_main_process, desc="train")
@@ -286,7 +289,7 @@ def main(argv=None):
             if args.report_to != "none":
                 accelerator.log({f"train/{t}_loss": v for t, v in progress_losses.items()}
                                 | {"train/lr": scheduler.get_last_lr()[0]}, step=step + 1)
-            running = {t: [] for t in args.tasks}
+            running = {t: [] for t in args.task_set}
             progress.set_postfix({_short(t): f"{v:.3f}" for t, v in progress_losses.items()})
         if args.checkpointing_steps and (step + 1) % args.checkpointing_steps == 0 and step + 1 < args.max_steps:
             # Every process writes its own RNG state into the folder; only the main process publishes it.
@@ -309,7 +312,7 @@ def main(argv=None):
                "parameter_checksums": checksums}
     if not args.skip_final_evaluation:
         unwrapped.eval()
-        results["tasks_results"] = evaluate_all_tasks(unwrapped, processor, datasets, args.tasks,
+        results["tasks_results"] = evaluate_all_tasks(unwrapped, processor, datasets, args.task_set,
                                                       batch_size=args.per_device_eval_batch_size,
                                                       max_samples=args.max_eval_samples, accelerator=accelerator,
                                                       pose_window=args.pose_window)

@@ -178,3 +178,28 @@ def test_two_process_cpu_data_parallel(tmp_path):
     first_ddp, first_single = _log(tmp_path / "ddp")[0], _log(tmp_path / "single")[0]
     assert first_ddp["task"] == first_single["task"]
     assert first_ddp["loss"] == pytest.approx(first_single["loss"], rel=0.05)
+
+
+def test_task_rotation_counts_batches_per_task_with_repeats():
+    from modeling_ups.training import TaskRotation
+
+    rotation = TaskRotation(["pose", "ar", "pose", "ap"])
+    steps = [rotation.task_at(s) for s in range(11)]
+    for step in range(12):
+        for task in ("pose", "ar", "ap"):
+            assert rotation.batches_before(task, step) == steps[:step].count(task)
+
+
+def test_batch_sampler_resumes_mid_stream_and_splits_ranks():
+    from itertools import islice
+
+    from modeling_ups.training import ResumableBatchSampler
+
+    full = list(islice(iter(ResumableBatchSampler(10, 4, seed=7)), 6))
+    resumed = list(islice(iter(ResumableBatchSampler(10, 4, seed=7, start_batch=3)), 3))
+    assert resumed == full[3:]
+    ranks = [list(islice(iter(ResumableBatchSampler(10, 4, seed=7, rank=r, world_size=2)), 6)) for r in (0, 1)]
+    for k in range(6):
+        assert ranks[0][k] + ranks[1][k] == full[k]  # same (stream position, index) keys, split between ranks
+    epoch = sorted(i for batch in full[:2] for _, i in batch) + sorted(i for _, i in full[2][:2])
+    assert sorted(epoch) == list(range(10))  # 10 samples per epoch, each once

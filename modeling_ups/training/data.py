@@ -170,7 +170,7 @@ def load_task_datasets(args, processor) -> Dict[str, Dict[str, object]]:
     from datasets import DatasetDict, load_dataset, load_from_disk
 
     out = {}
-    missing = [t for t in args.tasks if t not in args.dataset]
+    missing = [t for t in dict.fromkeys(args.tasks) if t not in args.dataset]
     if missing:
         from datasets_scripts.synthetic import build_synthetic_datasets
 
