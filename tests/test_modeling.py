@@ -15,6 +15,7 @@ from transformers.generation import GenerateEncoderDecoderOutput, LogitsProcesso
 
 from modeling_ups import UPSConfig, UPSForPoseSequenceModeling, UPSTaskConstrainedLogitsProcessor
 from modeling_ups.modeling_ups import UPSTokenizerLayer
+from ups_checkpoint import randomise_untrained_parts
 
 TASKS = ("action_recognition_3d", "action_recognition_2d", "pose_estimation_3d", "early_action_prediction_3d")
 
@@ -36,13 +37,7 @@ def build_model(config=None, seed=0, attn_implementation="sdpa") -> UPSForPoseSe
     torch.manual_seed(seed)
     config = copy.deepcopy(config or tiny_config())  # _from_config records the attention implementation on it
     model = UPSForPoseSequenceModeling._from_config(config, attn_implementation=attn_implementation)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if name.endswith(("alpha", "topology_offset", "running_mean")):
-                tensor.normal_(0.0, 0.5)
-            elif name.endswith(("running_var", "norm.weight")):
-                tensor.uniform_(0.5, 1.5)
-    return model.eval()
+    return randomise_untrained_parts(model)
 
 
 def make_batch(config, samples, seed=0):

@@ -38,9 +38,9 @@ def tiny_config() -> UPSConfig:
     )
 
 
-def tiny_model(seed: int = 0) -> UPSForPoseSequenceModeling:
-    torch.manual_seed(seed)
-    model = UPSForPoseSequenceModeling(copy.deepcopy(tiny_config()))
+def randomise_untrained_parts(model):
+    """Randomise the zero-initialised topology refinement (alpha, offsets) and the normalisation statistics, so
+    every branch influences the outputs as in a trained model."""
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
             if name.endswith(("alpha", "topology_offset", "running_mean")):
@@ -48,6 +48,11 @@ def tiny_model(seed: int = 0) -> UPSForPoseSequenceModeling:
             elif name.endswith(("running_var", "norm.weight")):
                 tensor.uniform_(0.5, 1.5)
     return model.eval()
+
+
+def tiny_model(seed: int = 0) -> UPSForPoseSequenceModeling:
+    torch.manual_seed(seed)
+    return randomise_untrained_parts(UPSForPoseSequenceModeling(copy.deepcopy(tiny_config())))
 
 
 def tiny_processor(**extractor_kwargs) -> UPSProcessor:
