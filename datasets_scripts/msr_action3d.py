@@ -82,6 +82,9 @@ def _convert_file(path: Path):
     if not 1 <= action <= len(MSR_ACTION3D_CLASSES):
         raise ValueError(f"{path.name}: action id {action} outside 1..20")
     rows = read_msr_skeleton(path)[:, MSR_TO_KINECT_V1]
+    if not rows[..., :3].any():
+        # a13_s09_e02 of the release is such a file: the tracker recorded no skeleton.
+        raise ValueError(f"{path.name}: every joint of every frame is at (0, 0, 0): no skeleton was recorded")
     example = make_example(sample_id=path.name[: -len("_skeleton3D.txt")], poses=rows[None, ..., :3] * 1000.0,
                            confidences=rows[None, ..., 3], layout="kinect_v1_20", units="mm", label=action - 1,
                            tasks=TASKS_3D_ACTION, max_persons=1, fps=MSR_FPS, subject=f"s{subject:02d}",

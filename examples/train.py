@@ -79,9 +79,16 @@ def parse_args(argv=None):
     p.add_argument("--num_eval_samples", type=int, help="synthetic data: test sequences per task")
     p.add_argument("--max_eval_samples", type=int, help="cap on test samples per task during the final evaluation")
     p.add_argument("--pose_window", type=int, help="frames per pose-estimation input window")
+    p.add_argument("--rotation_degrees", type=float,
+                   help="training augmentation of 3D recognition / early prediction: random yaw and pitch up to this "
+                        "many degrees (0: off)")
     p.add_argument("--num_frames", type=int,
                    help="resample every clip to this many frames (pyskl's uniform sampling); saved with the processor")
     p.add_argument("--dataloader_num_workers", type=int)
+    p.add_argument("--num_threads", type=int,
+                   help="CPU runs: torch threads per process (default: OMP_NUM_THREADS under plain python, else the "
+                        "machine's cores divided among the local processes; `accelerate launch` alone would pin every "
+                        "CPU process to 1 thread)")
     p.add_argument("--skip_final_evaluation", action="store_true", default=None)
     p.add_argument("--push_to_hub", action="store_true", default=None)
     p.add_argument("--hub_model_id")
@@ -100,7 +107,8 @@ def parse_args(argv=None):
         lr_scheduler_type="cosine", num_warmup_steps=0, gradient_accumulation_steps=1, max_grad_norm=1.0,
         gumbel_temperature_start=1.0, gumbel_temperature_end=0.1, checkpointing_steps=0, checkpoints_total_limit=2,
         report_to="none", logging_steps=10, seed=0, mixed_precision="no", text_encoder="auto",
-        num_train_samples=2000, num_eval_samples=400, max_eval_samples=None, pose_window=None, num_frames=None,
+        num_train_samples=2000, num_eval_samples=400, max_eval_samples=None, pose_window=None, rotation_degrees=0.0,
+        num_frames=None,
         dataloader_num_workers=0, skip_final_evaluation=False, push_to_hub=False,
     )
     for key, value in defaults.items():
@@ -179,6 +187,18 @@ def build_model(args, processor, accelerator):
     return model
 
 
+def _cpu_threads_per_process(num_processes: int):
+    """Torch threads for a CPU process when `--num_threads` is not given: the cores this process may use, shared among
+    the processes of this machine. `accelerate launch` without a config exports OMP_NUM_THREADS=1 unless told `--cpu`
+    (the demo ran 1.5x slower on 2 cores), so under the launcher that value is not taken as the user's choice; with
+    plain `python`, an OMP_NUM_THREADS the user set is kept (None)."""
+    launched_by_accelerate = "ACCELERATE_MIXED_PRECISION" in os.environ
+    if "OMP_NUM_THREADS" in os.environ and not launched_by_accelerate:
+        return None
+    local_processes = int(os.environ.get("LOCAL_WORLD_SIZE", num_processes))
+    return max(1, len(os.sched_getaffinity(0)) // max(local_processes, 1))
+
+
 def main(argv=None):
     args = parse_args(argv)
     accelerator = Accelerator(
@@ -190,6 +210,9 @@ def main(argv=None):
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO
                         if accelerator.is_main_process else logging.WARNING)
+    threads = args.num_threads or _cpu_threads_per_process(accelerator.num_processes)
+    if accelerator.device.type == "cpu" and threads:
+        torch.set_num_threads(threads)
     set_seed(args.seed)
     output_dir = Path(args.output_dir)
     if accelerator.is_main_process:
@@ -245,7 +268,7 @@ def main(argv=None):
             KeyedRows(datasets[t]["train"]), batch_sampler=sampler, num_workers=args.dataloader_num_workers,
             generator=torch.Generator().manual_seed(args.seed),
             collate_fn=TaskCollator(processor, t, datasets[t]["train"], train=True, seed=args.seed,
-                                    pose_window=args.pose_window),
+                                    pose_window=args.pose_window, rotation_degrees=args.rotation_degrees),
         )
         iterators[t] = iter(loader)
 
@@ -309,7 +332,7 @@ def main(argv=None):
     checksums = accelerator.gather(checksum.to(accelerator.device)).tolist()
     results = {"train_time_s": train_time, "steps": args.max_steps, "tasks": args.tasks,
                "num_processes": accelerator.num_processes, "distributed_type": str(accelerator.distributed_type),
-               "parameter_checksums": checksums}
+               "parameter_checksums": checksums, "torch_threads_per_process": torch.get_num_threads()}
     if not args.skip_final_evaluation:
         unwrapped.eval()
         results["tasks_results"] = evaluate_all_tasks(unwrapped, processor, datasets, args.task_set,
@@ -329,6 +352,12 @@ def main(argv=None):
             repo_id = args.hub_model_id or output_dir.name
             push_folder_to_hub(final, repo_id, token=args.hub_token)
             print(f"pushed {final} to the Hub as {repo_id} (one commit)")
+    # Free the DDP wrapper while the process group is still registered. Left to interpreter exit, its gloo reducer
+    # drops the group's last reference with the GIL held, and the group's destructor then waits for a worker thread
+    # that needs the GIL to free a finished collective's tensors: 1 two-process CPU run in 4 hung there
+    # (pytorch/pytorch#56297). Destroyed by `end_training`, the group is freed without the GIL.
+    del model
+    accelerator.free_memory()
     accelerator.end_training()
     return results
 

@@ -258,9 +258,10 @@ class _RowContext:
 
 
 class UPSSkeletonGraph(nn.Module):
-    """Adjacency subsets and joint masks of every layout the config knows, padded to `config.max_joints`.
+    """Adjacency subsets, joint masks and root weights of every layout the config knows, padded to
+    `config.max_joints`.
 
-    Both are non-persistent buffers rebuilt from the config (they are not learned and not saved); the learned part of
+    All are non-persistent buffers rebuilt from the config (they are not learned and not saved); the learned part of
     the graph is the per-layout topology offset of every [`UPSGraphConvolution`].
     """
 
@@ -268,18 +269,31 @@ class UPSSkeletonGraph(nn.Module):
         super().__init__()
         self.layouts = [dict(layout) for layout in config.layouts]
         self.max_joints = config.max_joints
-        adjacency, joint_mask = self.compute_buffers()
+        adjacency, joint_mask, root_weights = self.compute_buffers()
         self.register_buffer("adjacency", adjacency, persistent=False)  # (num_layouts, K, V, V)
         self.register_buffer("joint_mask", joint_mask, persistent=False)  # (num_layouts, V)
+        self.register_buffer("root_weights", root_weights, persistent=False)  # (num_layouts, V)
 
-    def compute_buffers(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def compute_buffers(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         adjacency = torch.stack(
             [_normalised_adjacency_subsets(v["num_joints"], v["edges"], self.max_joints) for v in self.layouts]
         )
         joint_mask = torch.stack(
             [(torch.arange(self.max_joints) < v["num_joints"]).float() for v in self.layouts]
         )
-        return adjacency, joint_mask
+        # The root is the mean of the layout's root joints (one joint, or both hips where there is no pelvis).
+        root_weights = torch.zeros(len(self.layouts), self.max_joints)
+        for i, v in enumerate(self.layouts):
+            root_weights[i, v["root"]] = 1.0 / len(v["root"])
+        return adjacency, joint_mask, root_weights
+
+    def root_relative(self, coordinates: torch.Tensor, layout_ids: torch.Tensor) -> torch.Tensor:
+        """(N, C, T, V) coordinates minus their frame's root. Undetected joints (all coordinates zero: padding, or
+        keypoints a 2D detector missed) stay zero instead of becoming minus the root."""
+        weights = self.root_weights[layout_ids].to(coordinates.dtype)
+        root = torch.einsum("nctv,nv->nct", coordinates, weights)
+        detected = coordinates.ne(0).any(1, keepdim=True)
+        return (coordinates - root[..., None]) * detected
 
 
 class UPSGraphConvolution(nn.Module):
@@ -462,11 +476,13 @@ class UPSTokenizerLayer(nn.Module):
 
 class UPSJointTokenizer(nn.Module):
     """Stack of TCN-GCN layers (`config.tokenizer_channels`, `config.tokenizer_temporal_strides`) turning
-    (N, input_channels, T, V) coordinates into joint tokens (N, d, T', V) with T' = ceil(T / prod(strides))."""
+    (N, C, T, V) coordinates into joint tokens (N, d, T', V) with T' = ceil(T / prod(strides)). C is
+    `config.input_channels`, twice that with `config.root_relative_input` (coordinates, then root-relative ones)."""
 
     def __init__(self, config: UPSConfig):
         super().__init__()
-        channels = [config.input_channels] + [int(c) for c in config.tokenizer_channels]
+        in_channels = config.input_channels * (2 if config.root_relative_input else 1)
+        channels = [in_channels] + [int(c) for c in config.tokenizer_channels]
         self.layers = nn.ModuleList(
             UPSTokenizerLayer(config, channels[i], channels[i + 1], int(stride))
             for i, stride in enumerate(config.tokenizer_temporal_strides)
@@ -775,6 +791,8 @@ class UPSEncoder(nn.Module):
             row_layouts, task_ids[row_sample],
         )
         x = x * context.feature_mask
+        if self.config.root_relative_input:
+            x = torch.cat([x, self.graph.root_relative(x, row_layouts)], 1)
 
         hidden_states, context = self.joint_tokenizer(x, context)
         num_tokens = hidden_states.shape[2]
@@ -931,6 +949,12 @@ class UPSDecoder(nn.Module):
                 f"{self.config.max_target_positions}"
             )
         positions = torch.arange(past_length, past_length + length, device=input_ids.device)
+        token_dropout = self.config.decoder_token_dropout
+        if self.training and token_dropout > 0:
+            # Hide teacher-forced tokens (never the start token) so that predictions lean on the encoder.
+            hidden = torch.rand(input_ids.shape, device=input_ids.device) < token_dropout
+            hidden &= (positions > 0)[None]
+            input_ids = input_ids.masked_fill(hidden, self.config.unk_token_id)
         hidden_states = (
             self.embed_tokens(input_ids)
             + self.embed_positions(positions)[None]
@@ -1029,9 +1053,8 @@ class UPSPreTrainedModel(PreTrainedModel):
             init.zeros_(module.alpha)
             init.zeros_(module.topology_offset)
         elif isinstance(module, UPSSkeletonGraph):
-            adjacency, joint_mask = module.compute_buffers()
-            init.copy_(module.adjacency, adjacency)
-            init.copy_(module.joint_mask, joint_mask)
+            for buffer, value in zip(("adjacency", "joint_mask", "root_weights"), module.compute_buffers()):
+                init.copy_(getattr(module, buffer), value)
         elif isinstance(module, nn.Conv2d):
             # Convolutions of the graph network: He initialisation (fan-out), as in ST-GCN/CTR-GCN.
             init.kaiming_normal_(module.weight, mode="fan_out")

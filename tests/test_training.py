@@ -155,9 +155,6 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.skipif(os.environ.get("CI") == "true" and not os.environ.get("UPS_TEST_DDP"),
-                    reason="the 2-process gloo run hangs intermittently in the CI sandbox (about 1 run in 2 on "
-                           "2026-11-24, open on issue 5); run it with UPS_TEST_DDP=1")
 def test_two_process_cpu_data_parallel(tmp_path):
     """ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2: real DDP over gloo."""
     common = ["--max_steps", "4", "--skip_final_evaluation", "--learning_rate", "3e-3"]
@@ -175,9 +172,12 @@ def test_two_process_cpu_data_parallel(tmp_path):
     assert ddp["num_processes"] == 2 and "MULTI_CPU" in ddp["distributed_type"]
     assert len(ddp["parameter_checksums"]) == 2
     assert ddp["parameter_checksums"][0] == ddp["parameter_checksums"][1]
+    # The cores are shared between the two processes (accelerate launch alone would give each 1 thread).
+    assert ddp["torch_threads_per_process"] == max(1, len(os.sched_getaffinity(0)) // 2)
 
     single, _ = _train(tmp_path / "single", *common, "--per_device_train_batch_size", "8")
     assert single["num_processes"] == 1
+    assert single["torch_threads_per_process"] == 1  # plain python keeps the OMP_NUM_THREADS=1 of `_env`
     # Same global batch (2 x 4 vs 1 x 8), same samples, same initial weights: the first step's loss matches up
     # to what the two setups legitimately do differently (each process draws its own Gumbel and dropout noise).
     first_ddp, first_single = _log(tmp_path / "ddp")[0], _log(tmp_path / "single")[0]
@@ -208,3 +208,44 @@ def test_batch_sampler_resumes_mid_stream_and_splits_ranks():
         assert ranks[0][k] + ranks[1][k] == full[k]  # same (stream position, index) keys, split between ranks
     epoch = sorted(i for batch in full[:2] for _, i in batch) + sorted(i for _, i in full[2][:2])
     assert sorted(epoch) == list(range(10))  # 10 samples per epoch, each once
+
+
+def test_view_rotation_keeps_the_skeleton_and_is_keyed_by_stream_position():
+    from datasets_scripts.synthetic import build_synthetic_datasets
+    from modeling_ups import UPSProcessor
+    from modeling_ups.training.data import TaskCollator, random_view_rotation
+
+    rotation = random_view_rotation(np.random.default_rng(0), 30.0)
+    np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-6)
+    assert np.linalg.det(rotation) == pytest.approx(1.0, abs=1e-6)
+    # Yaw and pitch only, each within 30 degrees: the vertical axis tilts by at most 30 degrees.
+    assert np.degrees(np.arccos(rotation[1, 1])) <= 30.0 + 1e-4
+
+    processor = UPSProcessor.from_pretrained(REPO / "processors" / "synthetic")
+    data = build_synthetic_datasets(num_train=4, num_test=4, seed=0)
+    rows = [data["action_recognition_3d"]["train"].with_format("numpy")[i] for i in range(4)]
+    rows[0]["poses"][:5, 0, 3] = 0.0  # a missing joint
+    keys = [(i,) for i in range(4)]
+
+    def poses(task, train, degrees, keys=keys):
+        collator = TaskCollator(processor, task, data[task]["train"], train=train, seed=0, rotation_degrees=degrees)
+        return collator.inputs_and_targets(rows, keys)[0]
+
+    plain, rotated = poses("action_recognition_3d", False, 45.0), poses("action_recognition_3d", True, 45.0)
+    for before, after in zip(plain, rotated):
+        assert not np.allclose(before, after)
+        bones = lambda x: np.linalg.norm(x[..., :, None, :] - x[..., None, :, :], axis=-1)  # noqa: E731
+        np.testing.assert_allclose(bones(after), bones(before), rtol=1e-4, atol=1e-2)
+    assert not rotated[0][0, :5, 3].any()  # the missing joint stays missing
+    again = poses("action_recognition_3d", True, 45.0)
+    shifted = poses("action_recognition_3d", True, 45.0, keys=[(i + 1,) for i in range(4)])
+    assert all(np.array_equal(a, b) for a, b in zip(rotated, again))
+    assert not np.allclose(rotated[0], shifted[0])
+    # Off in evaluation and for 2D inputs; 0 degrees is the identity.
+    for task, train, degrees in (("action_recognition_3d", True, 0.0), ("action_recognition_2d", True, 45.0)):
+        rows_2d = poses(task, train, degrees)
+        reference = poses(task, False, 0.0)
+        assert all(np.array_equal(a, b) for a, b in zip(rows_2d, reference))
+    with pytest.raises(ValueError, match="rotation_degrees"):
+        TaskCollator(processor, "action_recognition_3d", data["action_recognition_3d"]["train"], train=True,
+                     rotation_degrees=-5)

@@ -10,8 +10,11 @@ Every dataset follows ``datasets_scripts.schema`` (``poses`` stored frames-first
   Long recordings are cut into windows centred on a random frame (training) or on every ``stride``-th frame
   (evaluation), padded by repeating the edge frames as VideoPose3D does.
 
-Randomness (observation ratios, window centres) is a pure function of (seed, task, stream position), so a
-resumed run sees exactly the samples an uninterrupted run would, however the stream is split into ranks.
+Training may rotate 3D inputs at random (``rotation_degrees``): the camera of a test view is rarely one of the
+training views (NW-UCLA cross-view, NTU cross-view), so the model must not learn the training cameras' viewpoints.
+
+Randomness (observation ratios, window centres, rotations) is a pure function of (seed, task, stream position),
+so a resumed run sees exactly the samples an uninterrupted run would, however the stream is split into ranks.
 """
 
 from dataclasses import dataclass
@@ -25,6 +28,19 @@ from ..evaluation.metrics import OBSERVATION_RATIOS
 
 POSE_TASK = "pose_estimation_3d"
 EARLY_TASK = "early_action_prediction_3d"
+ROTATED_TASKS = ("action_recognition_3d", EARLY_TASK)
+_ROTATION_STREAM = 1  # salt of the rotation's random stream, so it never repeats the ratio / centre draws
+
+
+def random_view_rotation(rng: np.random.Generator, max_degrees: float) -> np.ndarray:
+    """A 3x3 rotation: yaw about the vertical (y) axis, then pitch about the horizontal (x) axis, each angle
+    uniform in [-max_degrees, max_degrees]. Both Kinect and H36M camera frames have y vertical, so this is a
+    change of viewpoint around the person, never a person lying on their side."""
+    yaw, pitch = np.deg2rad(rng.uniform(-max_degrees, max_degrees, size=2))
+    cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
+    about_y = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
+    about_x = np.array([[1.0, 0.0, 0.0], [0.0, cp, -sp], [0.0, sp, cp]])
+    return (about_x @ about_y).astype(np.float32)
 
 
 def _persons_first(stored) -> np.ndarray:
@@ -79,14 +95,21 @@ class TaskCollator:
         pose_window: input frames per pose-estimation window (odd; default: whole clips when they fit the
             processor's frame budget).
         observation_ratio: fixed ratio for early prediction (evaluation); training draws from the paper's grid.
+        rotation_degrees: training only, 3D recognition and early prediction: rotate each clip by a random yaw
+            and pitch up to this many degrees (:func:`random_view_rotation`); 0 turns it off. Zeros (absent
+            persons, missing joints) stay zero because the rotation is linear.
     """
 
     def __init__(self, processor, task: str, dataset, train: bool, seed: int = 0,
-                 pose_window: Optional[int] = None, observation_ratio: Optional[float] = None):
+                 pose_window: Optional[int] = None, observation_ratio: Optional[float] = None,
+                 rotation_degrees: float = 0.0):
         if task not in UPS_TASKS:
             raise ValueError(f"Unknown task {task!r}; choose from {list(UPS_TASKS)}")
+        if not 0.0 <= rotation_degrees <= 180.0:
+            raise ValueError(f"rotation_degrees must be in [0, 180], got {rotation_degrees}")
         self.processor, self.task, self.dataset, self.train = processor, task, dataset, train
         self.seed, self.pose_window, self.observation_ratio = seed, pose_window, observation_ratio
+        self.rotation_degrees = rotation_degrees
 
     def _rng(self, key) -> np.random.Generator:
         return np.random.default_rng((self.seed, UPS_TASKS.index(self.task), *key))
@@ -115,6 +138,9 @@ class TaskCollator:
                 coordinates = "2d"
             else:
                 seq = _persons_first(row["poses"])
+                if self.train and self.rotation_degrees and self.task in ROTATED_TASKS:
+                    rotation = random_view_rotation(self._rng((*keys[i], _ROTATION_STREAM)), self.rotation_degrees)
+                    seq = np.concatenate([seq[..., :3] @ rotation.T, seq[..., 3:]], axis=-1)
                 if self.task == "action_recognition_2d":
                     coordinates = "2d"
                     if "confidences" in row and row["confidences"] is not None:
