@@ -210,9 +210,10 @@ def main(argv=None):
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO
                         if accelerator.is_main_process else logging.WARNING)
-    threads = args.num_threads or _cpu_threads_per_process(accelerator.num_processes)
-    if accelerator.device.type == "cpu" and threads:
-        torch.set_num_threads(threads)
+    if accelerator.device.type == "cpu":
+        threads = args.num_threads or _cpu_threads_per_process(accelerator.num_processes)
+        if threads:
+            torch.set_num_threads(threads)
     set_seed(args.seed)
     output_dir = Path(args.output_dir)
     if accelerator.is_main_process:

@@ -65,7 +65,8 @@ class UPSConfig(PretrainedConfig):
             they carry the body's trajectory) and relative to the same frame's root (the body's shape wherever it
             stands), as EfficientGCN's joint branch does. Graph convolutions only mix neighbouring joints, so without
             the second copy the network must carry the root's position across the whole graph to separate shape from
-            trajectory (synthetic lifting: 107.7 instead of 151.5 mm MPJPE, docs/design.md).
+            trajectory (synthetic lifting with `decoder_token_dropout=0.5`: 107.7 instead of 151.5 mm MPJPE,
+            docs/design.md).
         tokenizer_channels (`list[int]`, *optional*, defaults to `[64, 64, 64]`):
             Output channels of the three TCN-GCN layers of the joint tokenizer; the last is the joint-token width ``d``.
         tokenizer_temporal_strides (`list[int]`, *optional*, defaults to `[1, 2, 2]`):

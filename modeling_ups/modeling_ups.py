@@ -288,8 +288,11 @@ class UPSSkeletonGraph(nn.Module):
         return adjacency, joint_mask, root_weights
 
     def root_relative(self, coordinates: torch.Tensor, layout_ids: torch.Tensor) -> torch.Tensor:
-        """(N, C, T, V) coordinates minus their frame's root. Undetected joints (all coordinates zero: padding, or
-        keypoints a 2D detector missed) stay zero instead of becoming minus the root."""
+        """(N, C, T, V) coordinates minus their frame's root (the mean of the layout's root joints). Undetected
+        joints (all coordinates zero: padding, or keypoints a 2D detector missed) stay zero instead of becoming minus
+        the root. A root joint cannot be told missing by its zeros: the processor centres every clip on the root of
+        its first frame, which is therefore exactly zero there. So a frame whose root the detector missed keeps its
+        coordinates as they are, which is also what they are relative to the first frame's root."""
         weights = self.root_weights[layout_ids].to(coordinates.dtype)
         root = torch.einsum("nctv,nv->nct", coordinates, weights)
         detected = coordinates.ne(0).any(1, keepdim=True)

@@ -630,18 +630,21 @@ def test_root_relative_copy_subtracts_each_frames_root_and_keeps_missing_joints_
     generator = torch.Generator().manual_seed(0)
     coords = torch.randn(2, 3, 5, config.max_joints, generator=generator)  # (N, C, T, V)
     coords[0, :, 2, 4] = 0.0  # a joint the detector missed in frame 2
+    coords[1, :, 0] -= coords[1, :, 0, :1].clone()  # h36m17 frame 0 centred on its pelvis, as the processor does
     relative = graph.root_relative(coords, layout_ids)
     for row, layout_id in enumerate(layout_ids.tolist()):
-        root_joints = config.layouts[layout_id]["root"]
+        root_joints = config.layouts[layout_id]["root"]  # coco17: the mean of both hips
         root = coords[row][..., root_joints].mean(-1, keepdim=True)  # (C, T, 1), one root per frame
         expected = (coords[row] - root) * coords[row].ne(0).any(0, keepdim=True)
         torch.testing.assert_close(relative[row], expected)
-    assert len(config.layouts[layout_ids[0]]["root"]) == 2, "coco17's root is the mean of both hips"
+    assert len(config.layouts[layout_ids[0]]["root"]) == 2
     assert (relative[0, :, 2, 4] == 0).all()
+    # The pelvis at the origin is a real joint there: frame 0 of h36m17 is already root-relative.
+    torch.testing.assert_close(relative[1, :, 0, 1:17], coords[1, :, 0, 1:17])
     # Moving the body within a frame leaves its relative copy unchanged.
     moved = coords.clone()
-    moved[1] += torch.tensor([3.0, -2.0, 0.5])[:, None, None]
-    torch.testing.assert_close(graph.root_relative(moved, layout_ids)[1], relative[1])
+    moved[1, :, 1:] += torch.tensor([3.0, -2.0, 0.5])[:, None, None]
+    torch.testing.assert_close(graph.root_relative(moved, layout_ids)[1, :, 1:], relative[1, :, 1:])
 
 
 @pytest.mark.parametrize("root_relative_input", [True, False])

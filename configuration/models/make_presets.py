@@ -57,7 +57,7 @@ PRESETS = {
         text_encoder_name_or_path="sentence-transformers/all-MiniLM-L6-v2",
         bin_smoothing_sigma=2.0,
         # Measured on the synthetic demo's lifting (docs/design.md); the paper's teacher forcing stays in ups-base.
-        decoder_token_dropout=0.9,
+        decoder_token_dropout=0.5,
     ),
 }
 
