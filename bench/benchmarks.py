@@ -44,12 +44,9 @@ from harness import (  # noqa: E402
     start_tokens,
 )
 
-# Published inference speeds on this machine kind (benchmark issue 7): samples (sequences) per second.
-REFERENCES = {
-    "ctr_gcn": 12.7,  # CTR-GCN, pyskl protocol, batch 16
-    "st_gcn": 11.0,  # ST-GCN, pyskl protocol, batch 16
-    "videopose3d_243": 63.0,  # VideoPose3D, 243 frames, batch 16
-}
+# The peers (CTR-GCN, ST-GCN, VideoPose3D) are measured, never typed in: bench/peers.py times them and UPS side by
+# side in one process run from their public repositories' code.
+PEERS_NOTE = "peers: measured side by side in one run by bench/peers.py (bench/results/peers.md)"
 PYSKL = {"batch": 16, "persons": 2, "frames": 100, "layout": "ntu25"}
 LIFTING = {"frames": 243, "layout": "h36m17"}
 GB = 1024**3
@@ -129,18 +126,15 @@ def bench_recognition(model, processor, batch_sizes=(16, 1), persons=2, frames=1
             end_to_end = measure(_recognition_pipeline(model, processor, clips, task, layout), repeats, warmup)
             generate = measure(lambda: model.generate(**inputs), repeats, warmup)
             forward = measure(lambda: model(**inputs, decoder_input_ids=start_tokens(b, config)), repeats, warmup)
-            references = {"reference": f"CTR-GCN {REFERENCES['ctr_gcn']}, ST-GCN {REFERENCES['st_gcn']}"} \
-                if b == 16 else {}
-            rows.append(_row(f"generate() end to end, batch {b}", end_to_end, b, **references))
+            rows.append(_row(f"generate() end to end, batch {b}", end_to_end, b))
             rows.append(_row(f"generate() on model inputs, batch {b}", generate, b))
             rows.append(_row(f"plain forward (encoder + 1 decoder step), batch {b}", forward, b))
             ratios[b] = {"generate_over_forward": generate.median_s / forward.median_s,
                          "end_to_end_over_forward": end_to_end.median_s / forward.median_s}
     notes = [f"{persons} persons, {frames} frames, {layout}, 3D, {precision}; generate/forward ratio per batch: "
              + ", ".join(f"b{b}: {r['generate_over_forward']:.2f} (end to end {r['end_to_end_over_forward']:.2f})"
-                         for b, r in ratios.items())]
-    return _section("recognition", "3D action recognition (pyskl protocol)", rows, notes, ratios=ratios,
-                    references={k: REFERENCES[k] for k in ("ctr_gcn", "st_gcn")})
+                         for b, r in ratios.items()), PEERS_NOTE]
+    return _section("recognition", "3D action recognition (pyskl protocol)", rows, notes, ratios=ratios)
 
 
 def bench_early_prediction(model, processor, ratios=(0.2, 0.4, 0.6), batch=16, persons=2, frames=100,
@@ -193,9 +187,8 @@ def bench_lifting(model, processor, batch_sizes=(1, 16), frames=243, layout="h36
             decode_uncached = measure(lambda: model.generate(encoder_outputs=encoder_outputs, use_cache=False),
                                       uncached_repeats, warmup)
             e2e = measure(end_to_end, repeats, warmup)
-            reference = {"reference": f"VideoPose3D-243 {REFERENCES['videopose3d_243']}"} if b == 16 else {}
             unit = "seq/s"
-            rows.append(_row(f"generate() KV cache, batch {b}", cached, b, unit, **reference))
+            rows.append(_row(f"generate() KV cache, batch {b}", cached, b, unit))
             rows.append(_row(f"generate() no cache, batch {b}", uncached, b, unit))
             rows.append(_row(f"decoding only, KV cache, batch {b}", decode_cached, b, unit))
             rows.append(_row(f"decoding only, no cache, batch {b}", decode_uncached, b, unit))
@@ -206,9 +199,9 @@ def bench_lifting(model, processor, batch_sizes=(1, 16), frames=243, layout="h36
     tokens = 3 * joints * config.pose_estimation_target_frames + 1
     notes = [f"{frames} frames, {layout} 2D, 1 person, {tokens} generated tokens, {precision}; uncached/cached: "
              + ", ".join(f"b{b}: generate {r['generate']:.2f}x, decoding {r['decoding']:.2f}x "
-                         f"(decoding is {r['decoding_share']:.0%} of cached generate)" for b, r in ratios.items())]
-    return _section("lifting", "2D -> 3D lifting (centre frame)", rows, notes, ratios=ratios,
-                    references={"videopose3d_243": REFERENCES["videopose3d_243"]})
+                         f"(decoding is {r['decoding_share']:.0%} of cached generate)" for b, r in ratios.items()),
+             PEERS_NOTE]
+    return _section("lifting", "2D -> 3D lifting (centre frame)", rows, notes, ratios=ratios)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from modeling_ups import UPSConfig, UPSForPoseSequenceModeling, UPSProcessor  # noqa: E402
+from modeling_ups.utils.resources import find_resource  # noqa: E402
 
 try:  # psutil samples the resident set of this process; without it memory figures use ru_maxrss.
     import psutil
@@ -41,11 +42,7 @@ except ImportError:  # pragma: no cover - psutil is installed in the project's e
 def load_config(spec: str, processor: Optional[UPSProcessor] = None, **overrides) -> UPSConfig:
     """A preset name under ``configuration/models`` (or a folder), with the vocabulary of ``processor`` when given
     (as ``examples/train.py`` builds its model) and any other config field overridden."""
-    path = Path(spec)
-    if not path.is_dir():
-        path = REPO_ROOT / "configuration" / "models" / spec
-    if not path.is_dir():
-        raise ValueError(f"model config {spec!r} is neither a folder nor a preset in {path.parent}")
+    path = find_resource("models", spec)
     if processor is not None:
         overrides.setdefault("num_label_tokens", processor.tokenizer.num_label_tokens)
         overrides.setdefault("num_bins", processor.tokenizer.num_bins)
@@ -60,10 +57,7 @@ def build_model(config: UPSConfig, attn_implementation: str = "sdpa", seed: int 
 
 def load_processor(name: str = "ntu60") -> UPSProcessor:
     """A processor folder under ``processors/`` (or a path)."""
-    path = Path(name)
-    if not path.is_dir():
-        path = REPO_ROOT / "processors" / name
-    return UPSProcessor.from_pretrained(path)
+    return UPSProcessor.from_pretrained(find_resource("processors", name))
 
 
 def make_inputs(config, layout, batch, persons, frames, task, two_d=False, seed=0):

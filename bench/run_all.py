@@ -5,11 +5,16 @@
     python bench/run_all.py --threads 1    # what bench/results/latest.md holds: on a shared 2-core machine one
                                            # thread beats two (multi-threaded kernels wait for a descheduled thread)
     python bench/run_all.py --precision bf16 --compile --output-dir /tmp/ups-bench
+    python bench/run_all.py --peers ../peers      # adds the peers (CTR-GCN, ST-GCN, VideoPose3D) timed in this run
 
 Every figure is a median over repeats after a warm-up, in eval mode, with random weights; the table also keeps
 the best run and the 1-minute load average, because the machine is shared. The dense fp32 matmul throughput is
 measured in the same run (at the start, before the efficiency figure, and at the end) so that figures from
 different runs can be compared relative to what the machine delivered at the time.
+
+Peer figures are never typed in: the ``peers`` section runs ``bench/peers.py`` in this process (UPS rows always,
+the peers' rows when ``--peers`` names the folder holding their repositories) and the targets against the peers are
+ratios measured in the same run.
 """
 
 import argparse
@@ -25,12 +30,14 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 import benchmarks as B  # noqa: E402
+import peers as P  # noqa: E402
 from harness import build_model, environment, load_config, load_processor  # noqa: E402
 
-# Targets of the benchmark issue (ups-base): (key, description, comparison, required value).
+# Targets of the benchmark issues (ups-base): (key, description, comparison, required value). The two against the
+# peers are ratios measured in the same run by the peers section (issue 16), never figures typed in.
 TARGETS = (
-    ("recognition_samples_per_s", "recognition generate() end to end, batch 16 (samples/s)", ">=", 12.7),
-    ("lifting_seq_per_s", "lifting generate() with KV cache, batch 16 (seq/s)", ">=", 63.0),
+    ("recognition_over_ctr_gcn", "recognition end to end / CTR-GCN, batch 16 (same run)", ">=", 2.5),
+    ("lifting_over_videopose3d_243", "whole-video lifting / VideoPose3D-243 window by window (same run)", ">=", 1.0),
     ("generate_over_forward", "recognition generate() / one plain forward, batch 16", "<=", 1.2),
     ("lifting_cache_speedup", "lifting uncached / cached generate(), batch 16", ">=", 5.0),
     ("encoder_fraction_of_matmul", "encoder GFLOP/s / dense matmul GFLOP/s", ">=", 0.30),
@@ -50,7 +57,10 @@ def parse_args(argv=None):
     parser.add_argument("--compile", action="store_true", help="torch.compile the encoder (compiles for ~1 min)")
     parser.add_argument("--sections", nargs="*", default=None,
                         help="run only these sections (matmul recognition early_prediction lifting flops scaling "
-                             "training data_loader inference_memory options)")
+                             "training data_loader inference_memory options peers)")
+    parser.add_argument("--peers", default=None,
+                        help="folder holding the peers' repositories (pyskl/, VideoPose3D/; outside this repository) "
+                             "for the peers section; without it that section times UPS alone")
     parser.add_argument("--output-dir", default=str(BENCH_DIR / "results"))
     return parser.parse_args(argv)
 
@@ -136,6 +146,8 @@ def run(args) -> dict:
         add(B.bench_inference_memory(args.config, batch=16, **plan["inference_memory"], **precision))
     if on("options"):
         add(B.bench_options(model, **plan["options"], **rep))
+    if on("peers"):
+        add(P.as_section(P.measure_side_by_side(args.peers, quick=args.quick, log=lambda line: None)))
     if on("matmul"):
         end = B.bench_matmul(repeats=5)
         end["rows"][0]["case"] += " (end of run)"
@@ -149,21 +161,17 @@ def _find(sections, name):
     return next((s for s in sections if s["name"] == name), None)
 
 
-def _rate(section, case):
-    if section is None:
-        return None
-    row = next((r for r in section["rows"] if r["case"] == case), None)
-    return None if row is None else row["rate"]
-
-
 def measured_figures(sections) -> dict:
     """The figure behind each target (None when its section did not run at the needed size)."""
     recognition, lifting = _find(sections, "recognition"), _find(sections, "lifting")
     flops, memory, training = _find(sections, "flops"), _find(sections, "inference_memory"), \
         _find(sections, "training")
+    peers = _find(sections, "peers")
+    full_size = peers is not None and not peers.get("quick", True)  # --quick shrinks the protocols: no target
+    peer_ratios = {(r["ups"], r["peer"]): r["ratio"] for r in peers["ratios"]} if full_size else {}
     figures = {
-        "recognition_samples_per_s": _rate(recognition, "generate() end to end, batch 16"),
-        "lifting_seq_per_s": _rate(lifting, "generate() KV cache, batch 16"),
+        "recognition_over_ctr_gcn": peer_ratios.get(("ups_base", "ctr_gcn")),
+        "lifting_over_videopose3d_243": peer_ratios.get(("ups_base", "videopose3d_243_windows")),
         "generate_over_forward": (recognition or {}).get("ratios", {}).get(16, {}).get("generate_over_forward"),
         "lifting_cache_speedup": (lifting or {}).get("ratios", {}).get(16, {}).get("generate"),
         "encoder_fraction_of_matmul": (flops or {}).get("fraction_of_matmul"),
@@ -225,9 +233,10 @@ def markdown(result: dict) -> str:
     ]
     matmul = [s for s in result["sections"] if s["name"] == "matmul"]
     if matmul:
-        lines.append(f"| dense fp32 matmul 2048 | " + ", ".join(
+        lines.append("| dense fp32 matmul 2048 | " + ", ".join(
             f"{s['gflops']:.0f} GFLOP/s (best {s['best_gflops']:.0f})" for s in matmul) + " |")
-    lines += ["", "## Targets (issue 7, ups-base)", "", "| target | required | measured | result |", "|---|---|---|---|"]
+    lines += ["", "## Targets (issues 7 and 16, ups-base)", "", "| target | required | measured | result |",
+              "|---|---|---|---|"]
     for t in result["targets"]:
         lines.append(f"| {t['target']} | {t['required']} | {_fmt(t['measured'], 2)} | {t['margin']} |")
     for section in result["sections"]:

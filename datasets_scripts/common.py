@@ -48,6 +48,7 @@ class ConversionReport:
         self.skipped: List[Tuple[str, str]] = []
         self.excluded: Dict[str, int] = {}
         self.split_counts: Dict[str, int] = {}
+        self.details: Dict[str, object] = {}  # converter-specific sections of the report (JSON-serialisable)
         self.started = time.time()
 
     def skip(self, source: str, reason: str) -> None:
@@ -70,7 +71,7 @@ class ConversionReport:
     def to_dict(self) -> Dict:
         return {"converter": self.name, "schema_version": SCHEMA_VERSION, "converted": self.converted,
                 "skipped": [{"source": s, "reason": r} for s, r in self.skipped], "excluded": self.excluded,
-                "split_counts": self.split_counts, "seconds": round(time.time() - self.started, 3)}
+                "split_counts": self.split_counts, **self.details, "seconds": round(time.time() - self.started, 3)}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -178,7 +179,9 @@ class DatasetWriter:
                       for split in SPLITS}
             dataset_dict = DatasetDict(splits)
             target = result if len(self.benchmarks) == 1 else result / benchmark
-            dataset_dict.save_to_disk(str(target))
+            # `datasets` saves an empty split as zero shards, which load_from_disk cannot read back (IndexError):
+            # give such a split one (empty) shard, so converting only training subjects still loads.
+            dataset_dict.save_to_disk(str(target), num_shards={s: 1 for s, d in splits.items() if len(d) == 0})
             dataset_dicts[benchmark] = dataset_dict
             for split in SPLITS:
                 key = split if len(self.benchmarks) == 1 else f"{benchmark}/{split}"

@@ -7,9 +7,15 @@ Input: the folders unpacked from ``nturgbd_skeletons_s001_to_s017.zip`` (and, fo
   lists ship with the package (``data/ntu60_samples_with_missing_skeletons.txt``, 302 samples, and
   ``data/ntu120_samples_with_missing_skeletons.txt``, 535, copied from github.com/shahroudy/NTURGB-D);
   ``--missing_list FILE`` replaces them.
-- Up to ``--max_bodies`` (2) bodies are kept, the most moving first (total variance of the joint positions,
-  the NTU authors' heuristic); frames in which no body is tracked are dropped
-  (``modeling_ups.pose_io.ntu_bodies_to_array``).
+- Bodies are denoised and ranked as pyskl's released NTU pickles were (``modeling_ups.pose_io.NTUDenoising``,
+  the one selection ``load_pose_file`` also uses): with several bodies, those tracked in at most 11 frames
+  (``--length_threshold``) and those wider than tall (x-spread > 0.8 y-spread, ``--spread_ratio``) in at least
+  69.754% of their frames (``--spread_noise_ratio``) are removed; CTR-GCN's disabled motion rule is available
+  (``--denoise_rules length spread motion``, ``--motion_range``). The rest, most moving first (total variance of
+  the joint positions), fill ``--max_bodies`` (2) person slots, fragments of one actor (a new body ID after a
+  tracking loss) sharing a slot. Frames without any body are dropped; frames where only removed bodies were are
+  trimmed at the clip's ends (``--empty_frames trim|drop|keep``). ``conversion_report.json`` counts, per rule,
+  the bodies and frames removed and lists the files affected (``ntu_denoising``).
 - Benchmarks (from the file-name fields): NTU60 ``xsub`` (training subjects below) and ``xview`` (training
   cameras 2 and 3); NTU120 ``xsub`` (the 53 training subjects of the NTU120 paper) and ``xset`` (even setup ids
   train). Each is written as a ``DatasetDict`` with ``train``/``test`` splits under ``<output_dir>/<benchmark>``.
@@ -24,7 +30,8 @@ import re
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from modeling_ups.pose_io import ntu_bodies_to_array, read_ntu_skeleton
+from modeling_ups.pose_io import (NTU_BODY_RULES, NTU_EMPTY_FRAMES, NTU_REMOVALS, NTUDenoising, denoise_ntu_bodies,
+                                  read_ntu_skeleton)
 
 from .common import (DATA_DIR, ConversionError, ConversionReport, DatasetWriter, add_output_arguments,
                      convert_items, finish, parse_benchmarks, read_lines_file, run_cli)
@@ -109,15 +116,50 @@ def ntu_example(name: str, poses, variant: str, max_bodies: int, source_file: st
                         camera=f"C{camera:03d}", setup=setup, source_file=source_file)
 
 
+class DenoisingTally:
+    """Per removal of :class:`~modeling_ups.pose_io.NTUDenoising`: bodies and frames removed, files affected."""
+
+    def __init__(self, denoising: NTUDenoising, max_bodies: int):
+        self.settings = {**denoising.to_dict(), "max_bodies": max_bodies}
+        self.removed = {name: {"bodies": 0, "frames": 0, "files": []} for name in NTU_REMOVALS}
+
+    def add(self, source: str, removed) -> None:
+        for name, entry in removed.items():
+            if entry["bodies"] or entry["frames"]:
+                total = self.removed[name]
+                total["bodies"] += len(entry["bodies"])
+                total["frames"] += entry["frames"]
+                total["files"].append(source)
+
+    def to_dict(self):
+        return {"settings": self.settings, "removed": self.removed}
+
+    def summary(self) -> str:
+        parts = [f"{name} {v['bodies']} bodies" if name in NTU_BODY_RULES or name == "slots"
+                 else f"{name} {v['frames']} frames" for name, v in self.removed.items()]
+        return f"denoising ({' + '.join(self.settings['rules']) or 'no body rules'}) removed: " + ", ".join(parts)
+
+
 def convert_ntu(skeletons_dirs: Sequence, output_dir, variant: str = "ntu60",
                 benchmarks: Optional[Sequence[str]] = None, missing_list=None, max_bodies: int = 2,
-                overwrite: bool = False, push_to_hub=None) -> ConversionReport:
-    """Convert the ``.skeleton`` files of ``skeletons_dirs``; returns the report."""
+                denoising: Optional[NTUDenoising] = None, overwrite: bool = False,
+                push_to_hub=None) -> ConversionReport:
+    """Convert the ``.skeleton`` files of ``skeletons_dirs``; returns the report.
+
+    ``denoising`` chooses the actors (default ``NTUDenoising()``: pyskl's selection); the report's
+    ``details["ntu_denoising"]`` counts what each rule removed.
+    """
     if variant not in NTU_VARIANTS:
         raise ConversionError(f"unknown NTU variant {variant!r}; choose from {sorted(NTU_VARIANTS)}")
+    if max_bodies < 1:
+        raise ConversionError(f"max_bodies must be >= 1, got {max_bodies}")
     spec = NTU_VARIANTS[variant]
     benchmarks = parse_benchmarks(benchmarks, spec["benchmarks"])
     missing = set(read_lines_file(missing_list or DATA_DIR / spec["missing_list"]))
+    missing_reason = (f"missing-skeleton list {Path(missing_list).name} (--missing_list)" if missing_list
+                      else "official missing-skeleton list")
+    denoising = NTUDenoising() if denoising is None else denoising
+    tally = DenoisingTally(denoising, max_bodies)
     report = ConversionReport(variant)
     files: List[Path] = []
     for folder in [Path(d) for d in ([skeletons_dirs] if isinstance(skeletons_dirs, (str, Path)) else skeletons_dirs)]:
@@ -134,7 +176,7 @@ def convert_ntu(skeletons_dirs: Sequence, output_dir, variant: str = "ntu60",
         if setup > spec["max_setup"] or action > spec["num_classes"]:
             report.exclude(f"not part of {variant}")
         elif path.stem in missing:
-            report.exclude("official missing-skeleton list")
+            report.exclude(missing_reason)
         else:
             selected.append(path)
     if not selected:
@@ -143,14 +185,17 @@ def convert_ntu(skeletons_dirs: Sequence, output_dir, variant: str = "ntu60",
     def convert(path: Path):
         skeleton = read_ntu_skeleton(path)
         try:
-            poses = ntu_bodies_to_array(skeleton, max_bodies) * 1000.0
+            selection = denoise_ntu_bodies(skeleton, max_bodies, denoising)
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
-        example = ntu_example(path.stem, poses, variant, max_bodies, source_file=path.name)
+        example = ntu_example(path.stem, selection["poses"] * 1000.0, variant, max_bodies, source_file=path.name)
+        tally.add(path.name, selection["removed"])
         return [(example, [(b, ntu_split(path.stem, b, variant)) for b in benchmarks])]
 
+    report.details["ntu_denoising"] = tally.to_dict()  # filled while converting, written by finish()
     with DatasetWriter(output_dir, ntu_features(variant, max_bodies), benchmarks, overwrite=overwrite) as writer:
         convert_items(selected, convert, writer, report, describe=lambda p: p.name)
+        print(tally.summary())
         return finish(writer, report, push_to_hub)
 
 
@@ -160,14 +205,34 @@ def add_arguments(parser):
     parser.add_argument("--dataset", choices=sorted(NTU_VARIANTS), default="ntu60")
     parser.add_argument("--benchmark", nargs="+", help="xsub/xview (ntu60), xsub/xset (ntu120); default: both")
     parser.add_argument("--missing_list", help="file of sample names to leave out (default: the official list)")
-    parser.add_argument("--max_bodies", type=int, default=2, help="bodies kept per sample, most moving first")
+    parser.add_argument("--max_bodies", type=int, default=2, help="person slots per sample, most moving first")
+    defaults = NTUDenoising()
+    group = parser.add_argument_group("denoising (defaults: pyskl's released NTU pickles)")
+    group.add_argument("--denoise_rules", nargs="*", choices=NTU_BODY_RULES, default=list(defaults.rules),
+                       help="body rules, in order (none: rank every body by motion)")
+    group.add_argument("--length_threshold", type=int, default=defaults.length_threshold,
+                       help="'length' removes bodies tracked in at most this many frames")
+    group.add_argument("--spread_ratio", type=float, default=defaults.spread_ratio,
+                       help="'spread': a frame is noisy when x-spread > this * y-spread")
+    group.add_argument("--spread_noise_ratio", type=float, default=defaults.spread_noise_ratio,
+                       help="'spread' removes bodies with at least this fraction of noisy frames")
+    group.add_argument("--motion_range", type=float, nargs=2, metavar=("LOW", "HIGH"), default=defaults.motion_range,
+                       help="'motion' removes bodies (except the most moving) with motion outside, m^2")
+    group.add_argument("--empty_frames", choices=NTU_EMPTY_FRAMES, default=defaults.empty_frames,
+                       help="frames where only removed bodies were: trim at the ends (pyskl), drop all (CTR-GCN), keep")
     add_output_arguments(parser)
 
 
 def run(args):
+    try:
+        denoising = NTUDenoising(rules=args.denoise_rules, length_threshold=args.length_threshold,
+                                 spread_ratio=args.spread_ratio, spread_noise_ratio=args.spread_noise_ratio,
+                                 motion_range=args.motion_range, empty_frames=args.empty_frames)
+    except ValueError as err:
+        raise ConversionError(str(err)) from None
     return convert_ntu(args.skeletons_dir, args.output_dir, variant=args.dataset, benchmarks=args.benchmark,
-                       missing_list=args.missing_list, max_bodies=args.max_bodies, overwrite=args.overwrite,
-                       push_to_hub=args.push_to_hub)
+                       missing_list=args.missing_list, max_bodies=args.max_bodies, denoising=denoising,
+                       overwrite=args.overwrite, push_to_hub=args.push_to_hub)
 
 
 def main(argv=None):

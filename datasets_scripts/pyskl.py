@@ -67,9 +67,12 @@ def convert_pyskl(annotation_file, output_dir, benchmarks: Optional[Sequence[str
     path = Path(annotation_file)
     try:
         content = safe_load_pickle(path)
-    except (ValueError, OSError) as err:  # UnsafePickleError is a ValueError
-        kind = "refused" if isinstance(err, UnsafePickleError) else "cannot read"
-        raise ConversionError(f"{kind} {path}: {err}") from None
+    except UnsafePickleError as err:  # names the file
+        raise ConversionError(f"refused {err}") from None
+    except ValueError as err:  # names the file
+        raise ConversionError(f"cannot read {err}; pyskl annotation files are pickles (.pkl)") from None
+    except OSError as err:
+        raise ConversionError(f"cannot read {path}: {err}") from None
     if not isinstance(content, dict) or not isinstance(content.get("annotations"), list):
         raise ConversionError(f"{path}: not a pyskl annotation file (expected {{'split', 'annotations'}})")
     annotations = content["annotations"]

@@ -28,6 +28,9 @@ Optional columns (present when a dataset has them, absent otherwise):
 
 - ``poses_2d``: ``Array4D((None, M, J, 2), "float32")`` pixels, the 2D input of a 3D row (H36M, HumanEva,
   synthetic ``h36m17``), frame-aligned with ``poses``.
+- ``layout_2d``: ``Value("string")``, present when ``poses_2d`` is in another layout than ``poses`` (a detector's
+  own, e.g. ``mpii16`` Stacked-Hourglass joints with ``h36m17`` 3D targets); ``poses_2d`` then has that
+  layout's J.
 - ``confidences``: ``Array3D((None, M, J), "float32")`` in [0, 1], detector scores of 2D keypoints (0 = missing
   joint; its coordinates are then meaningless).
 - ``image_size``: ``List(Value("int32"), length=2)`` ``[width, height]`` of the frames pixel coordinates refer to.
@@ -62,7 +65,7 @@ SCHEMA_VERSION = "1.0"
 
 REQUIRED_COLUMNS = ("sample_id", "poses", "num_persons", "layout", "units", "label", "tasks", "subject", "camera",
                     "setup", "source_file", "fps")
-OPTIONAL_COLUMNS = ("poses_2d", "confidences", "image_size", "camera_intrinsics")
+OPTIONAL_COLUMNS = ("poses_2d", "layout_2d", "confidences", "image_size", "camera_intrinsics")
 
 # Tasks a row can serve (names as in modeling_ups.configuration_ups.UPS_TASKS).
 TASKS_3D_ACTION = ["action_recognition_3d", "early_action_prediction_3d"]
@@ -72,7 +75,7 @@ TASKS_POSE_ESTIMATION = ["pose_estimation_3d"]
 
 def pose_features(layout: str, num_coords: int, class_names: Sequence[str], max_persons: int = 1, *,
                   with_poses_2d: bool = False, with_confidences: bool = False, with_image_size: bool = False,
-                  with_camera_intrinsics: bool = False) -> Features:
+                  with_camera_intrinsics: bool = False, layout_2d: Optional[str] = None) -> Features:
     """The schema of one dataset.
 
     Args:
@@ -81,6 +84,7 @@ def pose_features(layout: str, num_coords: int, class_names: Sequence[str], max_
         class_names: the official class names, in label-id order.
         max_persons: M, the person slots every row has.
         with_poses_2d / with_confidences / with_image_size / with_camera_intrinsics: add the optional columns.
+        layout_2d: the layout of ``poses_2d`` when it differs from ``layout`` (adds the ``layout_2d`` column).
     """
     num_joints = get_layout(layout).num_joints
     if num_coords not in (2, 3):
@@ -103,8 +107,13 @@ def pose_features(layout: str, num_coords: int, class_names: Sequence[str], max_
         "source_file": Value("string"),
         "fps": Value("float32"),
     }
+    if layout_2d is not None and not with_poses_2d:
+        raise ValueError("layout_2d needs with_poses_2d=True")
     if with_poses_2d:
-        columns["poses_2d"] = Array4D(shape=(None, max_persons, num_joints, 2), dtype="float32")
+        num_joints_2d = num_joints if layout_2d is None else get_layout(layout_2d).num_joints
+        columns["poses_2d"] = Array4D(shape=(None, max_persons, num_joints_2d, 2), dtype="float32")
+    if layout_2d is not None:
+        columns["layout_2d"] = Value("string")
     if with_confidences:
         columns["confidences"] = Array3D(shape=(None, max_persons, num_joints), dtype="float32")
     if with_image_size:
@@ -148,7 +157,7 @@ def count_persons(poses_persons_first: np.ndarray) -> int:
 
 def make_example(*, sample_id: str, poses: np.ndarray, layout: str, units: str, label: int, tasks: Sequence[str],
                  max_persons: int, fps: float, subject: str = "", camera: str = "", setup: int = -1,
-                 source_file: str = "", poses_2d: Optional[np.ndarray] = None,
+                 source_file: str = "", poses_2d: Optional[np.ndarray] = None, layout_2d: Optional[str] = None,
                  confidences: Optional[np.ndarray] = None, image_size: Optional[Sequence[int]] = None,
                  camera_intrinsics: Optional[Sequence[float]] = None) -> Dict:
     """One row in the schema from persons-first arrays (``poses`` (M, T, J, C), ``confidences`` (M, T, J)).
@@ -175,11 +184,17 @@ def make_example(*, sample_id: str, poses: np.ndarray, layout: str, units: str, 
         "source_file": str(source_file),
         "fps": float(fps),
     }
+    if layout_2d is not None and poses_2d is None:
+        raise ValueError(f"{sample_id}: layout_2d given without poses_2d")
     if poses_2d is not None:
         poses_2d = np.asarray(poses_2d, dtype=np.float32)
-        if poses_2d.shape[:3] != poses.shape[:3] or poses_2d.shape[-1] != 2:
-            raise ValueError(f"{sample_id}: poses_2d {poses_2d.shape} does not match poses {poses.shape}")
+        joints_2d = spec.num_joints if layout_2d is None else get_layout(layout_2d).num_joints
+        if poses_2d.shape[:2] != poses.shape[:2] or poses_2d.shape[2:] != (joints_2d, 2):
+            raise ValueError(f"{sample_id}: poses_2d {poses_2d.shape} does not match poses {poses.shape} with "
+                             f"{joints_2d} 2D joints")
         example["poses_2d"] = to_storage(poses_2d, max_persons)
+        if layout_2d is not None:
+            example["layout_2d"] = get_layout(layout_2d).name
     if confidences is not None:
         confidences = np.asarray(confidences, dtype=np.float32)
         if confidences.shape != poses.shape[:3]:

@@ -7,10 +7,19 @@ dicts inside cannot run code):
   Human3.6M's 32 joints are reduced to the 17 of ``h36m17`` by removing
   [4, 5, 9, 10, 11, 16, 20, 21, 22, 23, 24, 28, 29, 30, 31] (VideoPose3D's ``remove_joints``); HumanEva has 15.
 - ``data_2d_<dataset>_<source>.npz`` (optional): ``positions_2d = {subject: {action: [(T, J, 2) per camera]}}``
-  pixels and ``metadata`` (``layout_name``); sources such as ``gt``, ``cpn_ft_h36m_dbb``. 2D sequences longer
-  than the 3D one are cut to it (as VideoPose3D's ``run.py`` does). COCO-layout detections are converted to
-  ``h36m17`` (``modeling_ups.skeletons.convert_layout``). Without a 2D file, ``poses_2d`` is the projection of
+  pixels and ``metadata`` ``{"layout_name", "num_joints", "keypoints_symmetry"}``. 2D sequences longer than the
+  3D one are cut to it (as VideoPose3D's ``run.py`` does). Without a 2D file, ``poses_2d`` is the projection of
   the 3D poses through the calibrated camera.
+
+2D layout (:func:`layout_2d_of`): ``layout_name`` when the metadata has one (``h36m``, ``coco``, ``mpii``,
+``humaneva15``: ``cpn_ft_h36m_dbb``, ``detectron_ft_h36m``, ``detectron_pt_coco``, HumanEva's files); without it
+(``gt`` from ``prepare_data_h36m.py``, ``sh_pt_mpii`` / ``sh_ft_h36m`` from ``prepare_data_2d_h36m_sh.py``) the
+dataset and the joint count tell it: Human3.6M 17 -> ``h36m17``, 16 -> ``mpii16`` (MPII order), HumanEva 15 ->
+``humaneva15``. 2D joints in another layout than the 3D ones are converted where
+``modeling_ups.skeletons.convert_layout`` defines a conversion (COCO -> H36M, MotionBERT's ``coco2h36m``) unless
+``--keep_2d_layout``; otherwise (MPII-16, COCO for HumanEva) they are kept as detected, ``poses_2d`` has the 2D
+layout's joints and the ``layout_2d`` column names it, ``poses`` staying in the dataset's 3D layout (a lifting
+model maps one to the other, as VideoPose3D trains on the 16 Stacked-Hourglass joints with 17-joint targets).
 
 Cameras (``datasets_scripts/data/h36m_cameras.json``, ``humaneva_cameras.json``): Human3.6M's calibration as
 published in VideoPose3D's ``common/h36m_dataset.py`` (cameras 54138969, 55011271, 58860488, 60457274); HumanEva's
@@ -19,7 +28,8 @@ note). ``--cameras FILE`` overrides them (same JSON layout; missing intrinsics a
 World -> camera: ``X_cam = rotate(inverse(q), X_world - t / 1000)``.
 
 Output: one row per (subject, action, camera): ``poses`` (T, 1, J, 3) camera-frame **millimetres** (absolute;
-subtract the root joint for root-relative targets), ``poses_2d`` (T, 1, J, 2) pixels, ``camera_intrinsics``,
+subtract the root joint for root-relative targets), ``poses_2d`` (T, 1, J', 2) pixels (J' = J unless the
+``layout_2d`` column is present), ``camera_intrinsics``,
 ``image_size``; label = the action (Human3.6M's 15, HumanEva's 5 classes). Splits: Human3.6M protocol
 S1 S5 S6 S7 S8 train / S9 S11 test; HumanEva ``Train/*`` train / ``Validate/*`` test, chunks as in the files.
 
@@ -35,7 +45,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from modeling_ups.pose_io import UnsafePickleError, safe_load_npz
-from modeling_ups.skeletons import convert_layout
+from modeling_ups.skeletons import conversion_available, convert_layout, get_layout
 
 from .common import (DATA_DIR, ConversionError, ConversionReport, DatasetWriter, add_output_arguments,
                      convert_items, finish, run_cli)
@@ -57,6 +67,54 @@ DATASETS = {
     "humaneva": {"layout": "humaneva15", "classes": HUMANEVA_CLASSES, "aliases": HUMANEVA_ACTION_ALIASES,
                  "cameras": "humaneva_cameras.json"},
 }
+
+
+# VideoPose3D's layout names (``data/data_utils.py``) -> registry layouts.
+VIDEOPOSE3D_LAYOUT_NAMES = {"h36m": "h36m17", "coco": "coco17", "mpii": "mpii16", "humaneva15": "humaneva15"}
+# Metadata without a layout_name (prepare_data_h36m.py's gt, prepare_data_2d_h36m_sh.py's Stacked Hourglass):
+# the layout by dataset and joint count.
+LAYOUTS_BY_JOINT_COUNT = {"h36m": {17: "h36m17", 16: "mpii16"}, "humaneva": {15: "humaneva15"}}
+
+
+def layout_2d_of(metadata: Dict, dataset: str, num_joints: Optional[int] = None, name: str = "2D file") -> str:
+    """The registry layout of a VideoPose3D 2D file from its ``metadata`` (and ``num_joints`` of its arrays).
+
+    Raises:
+        ConversionError: an unknown ``layout_name``, a joint count that does not match it, or no layout for the
+            dataset and joint count.
+    """
+    layout_name = metadata.get("layout_name")
+    if layout_name is not None and str(layout_name) not in VIDEOPOSE3D_LAYOUT_NAMES:
+        raise ConversionError(f"{name}: 2D layout {layout_name!r} is not supported "
+                              f"({', '.join(VIDEOPOSE3D_LAYOUT_NAMES)})")
+    declared = metadata.get("num_joints")
+    try:
+        count = int(declared) if declared is not None else num_joints
+    except (TypeError, ValueError, OverflowError):
+        raise ConversionError(f"{name}: metadata num_joints {declared!r:.40} is not a joint count") from None
+    if num_joints is not None and count != num_joints:
+        raise ConversionError(f"{name}: metadata says {count} joints, the keypoints have {num_joints}")
+    if layout_name is not None:
+        layout = VIDEOPOSE3D_LAYOUT_NAMES[str(layout_name)]
+        if count is not None and get_layout(layout).num_joints != count:
+            raise ConversionError(f"{name}: layout {layout_name!r} has {get_layout(layout).num_joints} joints, the "
+                                  f"file {count}")
+        return layout
+    layout = LAYOUTS_BY_JOINT_COUNT[dataset].get(count)
+    if layout is None:
+        raise ConversionError(f"{name}: metadata has no layout_name and {dataset} 2D files with {count} joints have "
+                              f"no known layout ({LAYOUTS_BY_JOINT_COUNT[dataset]})")
+    return layout
+
+
+def _first_array_joints(keypoints: Dict) -> Optional[int]:
+    """Joint count of the first (T, J, 2) array of ``positions_2d`` (None when there is none)."""
+    for actions in keypoints.values():
+        for views in (actions.values() if isinstance(actions, dict) else ()):
+            for view in (views if isinstance(views, (list, tuple)) else ()):
+                if isinstance(view, np.ndarray) and view.ndim == 3:
+                    return int(view.shape[1])
+    return None
 
 
 def quaternion_rotation_matrix(q: Sequence[float]) -> np.ndarray:
@@ -142,8 +200,13 @@ def _open_npz(path) -> Dict[str, np.ndarray]:
 
 
 def convert_videopose3d(positions_3d, output_dir, positions_2d=None, dataset: str = "auto", cameras_file=None,
-                        actions: Optional[Sequence[str]] = None, overwrite: bool = False,
-                        push_to_hub: Optional[str] = None) -> ConversionReport:
+                        actions: Optional[Sequence[str]] = None, keep_2d_layout: bool = False,
+                        overwrite: bool = False, push_to_hub: Optional[str] = None) -> ConversionReport:
+    """Convert a VideoPose3D 3D file (and optionally one of its 2D sources); returns the report.
+
+    ``keep_2d_layout`` keeps the 2D joints in the detector's layout even where a conversion to the 3D layout exists.
+    The report's ``details["layouts"]`` records the 2D layout read, the one stored and the 3D layout.
+    """
     positions = _load_member_dict(_open_npz(positions_3d), "positions_3d", positions_3d)
     if dataset == "auto":
         dataset = "humaneva" if any("/" in str(s) for s in positions) else "h36m"
@@ -155,19 +218,17 @@ def convert_videopose3d(positions_3d, output_dir, positions_2d=None, dataset: st
     if positions_2d is not None:
         archive_2d = _open_npz(positions_2d)
         keypoints = _load_member_dict(archive_2d, "positions_2d", positions_2d)
-        if "metadata" in archive_2d:
-            metadata = archive_2d["metadata"]
-            metadata = metadata.item() if metadata.dtype == object else {}
-            layout_2d = {"h36m": "h36m17", "coco": "coco17", "humaneva15": "humaneva15"}.get(
-                str(metadata.get("layout_name", "")), None)
-            if layout_2d is None:
-                raise ConversionError(f"{positions_2d}: 2D layout {metadata.get('layout_name')!r} is not supported "
-                                      "(h36m, coco, humaneva15)")
+        metadata = _load_member_dict(archive_2d, "metadata", positions_2d) if "metadata" in archive_2d else {}
+        layout_2d = layout_2d_of(metadata, dataset, _first_array_joints(keypoints), name=str(positions_2d))
+    # The layout poses_2d is stored in: the 3D one when the 2D joints convert to it, else the detector's own.
+    stored_2d = layout if layout_2d == layout or (conversion_available(layout_2d, layout) and not keep_2d_layout) \
+        else layout_2d
     cameras = load_cameras(dataset, cameras_file)
     fps = float(cameras.get("fps", 50))
     classes = spec["classes"]
     wanted = None if not actions else {action_class(a, dataset) for a in actions}
     report = ConversionReport(f"videopose3d-{dataset}")
+    report.details["layouts"] = {"layout_3d": layout, "layout_2d_source": layout_2d, "layout_2d": stored_2d}
     items = []
     for subject in sorted(positions, key=str):
         split = _split_of(str(subject), dataset)
@@ -224,15 +285,17 @@ def convert_videopose3d(positions_3d, output_dir, positions_2d=None, dataset: st
                     raise ValueError(f"{name} camera {camera['id']}: 2D shape {pixels.shape} does not cover the "
                                      f"{world.shape[0]} 3D frames")
                 pixels = pixels[: world.shape[0]]
-                if layout_2d != layout:
-                    pixels = convert_layout(pixels, layout_2d, layout)
-                if pixels.shape[1] != num_joints:
-                    raise ValueError(f"{name} camera {camera['id']}: {pixels.shape[1]} 2D joints, need {num_joints}")
+                if pixels.shape[1] != get_layout(layout_2d).num_joints:
+                    raise ValueError(f"{name} camera {camera['id']}: {pixels.shape[1]} 2D joints, the file's layout "
+                                     f"{layout_2d} has {get_layout(layout_2d).num_joints}")
+                if stored_2d != layout_2d:
+                    pixels = convert_layout(pixels, layout_2d, stored_2d)
                 if not np.isfinite(pixels).all():
                     raise ValueError(f"{name} camera {camera['id']}: non-finite 2D keypoints")
             example = make_example(
                 sample_id=f"{subject}/{action}/{camera['id']}", poses=(cam_m * 1000.0)[None],
-                poses_2d=pixels[None], layout=layout, units="mm", label=classes.index(label_name),
+                poses_2d=pixels[None], layout=layout, layout_2d=None if stored_2d == layout else stored_2d,
+                units="mm", label=classes.index(label_name),
                 tasks=TASKS_POSE_ESTIMATION, max_persons=1, fps=fps, subject=str(subject), camera=str(camera["id"]),
                 source_file=Path(positions_3d).name, image_size=(camera["res_w"], camera["res_h"]),
                 camera_intrinsics=camera["intrinsics"])
@@ -240,7 +303,7 @@ def convert_videopose3d(positions_3d, output_dir, positions_2d=None, dataset: st
         return rows
 
     features = pose_features(layout, 3, classes, max_persons=1, with_poses_2d=True, with_image_size=True,
-                             with_camera_intrinsics=True)
+                             with_camera_intrinsics=True, layout_2d=None if stored_2d == layout else stored_2d)
     with DatasetWriter(output_dir, features, ["default"], overwrite=overwrite) as writer:
         convert_items(items, convert, writer, report, describe=lambda it: f"{it[0]}/{it[1]}", desc=report.name)
         return finish(writer, report, push_to_hub)
@@ -253,13 +316,17 @@ def add_arguments(parser):
                         help="auto: HumanEva when subjects look like 'Train/S1'")
     parser.add_argument("--cameras", help="camera calibration JSON overriding the package's")
     parser.add_argument("--actions", nargs="+", help="keep only these action classes (e.g. Walking Jog Box)")
+    parser.add_argument("--keep_2d_layout", action="store_true",
+                        help="keep 2D joints in the detector's layout (layout_2d column) even when a conversion to the "
+                             "3D layout exists (COCO -> H36M)")
     add_output_arguments(parser)
 
 
 def run(args):
     return convert_videopose3d(args.positions_3d, args.output_dir, positions_2d=args.positions_2d,
                                dataset=args.dataset, cameras_file=args.cameras, actions=args.actions,
-                               overwrite=args.overwrite, push_to_hub=args.push_to_hub)
+                               keep_2d_layout=args.keep_2d_layout, overwrite=args.overwrite,
+                               push_to_hub=args.push_to_hub)
 
 
 def main(argv=None):

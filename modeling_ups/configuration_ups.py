@@ -53,6 +53,11 @@ class UPSConfig(PretrainedConfig):
             Skeleton layouts the joint tokenizer knows, each ``{"name", "num_joints", "edges", "root"}``. Their order
             gives the layout ids (a list, because `config.json` sorts dict keys); each layout has its own graph
             adjacency and learned topology offset.
+        pose_target_layouts (`dict[str, str]`, *optional*, defaults to `{}`):
+            Layout that pose estimation outputs for an input layout that is lifted to another skeleton, e.g.
+            `{"mpii16": "h36m17"}`: Stacked-Hourglass MPII-16 detections lifted to Human3.6M's 17 joints, as
+            VideoPose3D trains on them. The model learns the mapping; no joint conversion is hand-made. Both names
+            must be in `layouts`; an input layout not listed is lifted to itself.
         max_persons (`int`, *optional*, defaults to 2):
             Persons per clip. Each person is encoded separately; the decoder cross-attends to all persons' frame tokens.
         max_frames (`int`, *optional*, defaults to 300):
@@ -130,13 +135,19 @@ class UPSConfig(PretrainedConfig):
     """
 
     model_type = "ups"
-    keys_to_ignore_at_inference = ["past_key_values"]
-    attribute_map = {"hidden_size": "d_model", "num_attention_heads": "decoder_attention_heads"}
+    # The decoder cache under its name since transformers 5.24 and before.
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]
+    attribute_map = {
+        "hidden_size": "d_model",
+        "num_attention_heads": "decoder_attention_heads",
+        "num_hidden_layers": "decoder_layers",
+    }
 
     num_label_tokens: int = 60
     num_bins: int = 256
     tasks: list = field(default_factory=lambda: list(UPS_TASKS))
     layouts: list = field(default_factory=_default_layouts)
+    pose_target_layouts: dict = field(default_factory=dict)
     max_persons: int = 2
     max_frames: int = 300
     input_channels: int = 3
@@ -202,6 +213,10 @@ class UPSConfig(PretrainedConfig):
         ]
         if len({v["name"] for v in self.layouts}) != len(self.layouts):
             raise ValueError(f"Duplicate layout names in {self.layout_names}")
+        self.pose_target_layouts = {str(k): str(v) for k, v in (self.pose_target_layouts or {}).items()}
+        unknown = sorted({*self.pose_target_layouts, *self.pose_target_layouts.values()} - set(self.layout_names))
+        if unknown:
+            raise ValueError(f"pose_target_layouts names layouts {unknown} that are not in layouts {self.layout_names}")
         needed = 3 * self.max_joints * self.pose_estimation_target_frames + 2
         if self.max_target_positions < needed:
             raise ValueError(
@@ -257,6 +272,16 @@ class UPSConfig(PretrainedConfig):
         if name not in names:
             raise ValueError(f"Unknown layout {layout!r}; this model knows {names}")
         return names.index(name)
+
+    def pose_target_layout(self, layout: str) -> str:
+        """Name of the layout pose estimation outputs for input in ``layout`` (a model layout name)."""
+        return self.pose_target_layouts.get(layout, layout)
+
+    @property
+    def pose_target_num_joints(self) -> list:
+        """Joints pose estimation outputs per frame, for each layout id of the input."""
+        num_joints = {v["name"]: v["num_joints"] for v in self.layouts}
+        return [num_joints[self.pose_target_layout(v["name"])] for v in self.layouts]
 
     @property
     def max_joints(self) -> int:

@@ -27,6 +27,12 @@ from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.generation import GenerateEncoderDecoderOutput, LogitsProcessor, LogitsProcessorList
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
+)
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
 
@@ -42,15 +48,45 @@ _POSE_EOT_INDEX = 1  # tasks closed by EOT_PE emit coordinates; the others emit 
 # Outputs
 # ----------------------------------------------------------------------------------------------------------------
 
+# transformers 5.24 renamed the decoder cache from `past_key_values` to `cache` (output field, forward keyword and
+# `generate()`'s model kwarg). The library's own output classes carry the installed spelling, so UPS outputs extend
+# them and are built and read through this name; every forward accepts the cache under both names.
+CACHE_FIELD = "cache" if "cache" in Seq2SeqLMOutput.__dataclass_fields__ else "past_key_values"
+
+
+def _resolve_cache(cache: Cache | None, past_key_values: Cache | None) -> Cache | None:
+    """The decoder cache passed under either name (`cache` since transformers 5.24, `past_key_values` before)."""
+    if cache is not None and past_key_values is not None:
+        raise ValueError("Pass the decoder cache as `cache` or as `past_key_values`, not both")
+    return cache if cache is not None else past_key_values
+
+
+def _warn_no_attention_weights(config) -> None:
+    """As in-tree models do: attention implementations other than eager (sdpa, flash) compute no weights, so the
+    attentions asked for with `output_attentions=True` stay empty tuples."""
+    logger.warning_once(
+        f"`{config._attn_implementation}` attention does not support `output_attentions=True`: the attentions are "
+        "empty. Load the model with `attn_implementation=\"eager\"` (or call `set_attn_implementation(\"eager\")`) "
+        "to get them."
+    )
+
 
 @dataclass
-class UPSEncoderOutput(ModelOutput):
+class UPSEncoderOutput(BaseModelOutput):
     r"""
     Output of [`UPSEncoder`]: the memory the decoder cross-attends to.
 
     Args:
         last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_persons * num_tokens, d_model)`):
             Frame tokens of all persons, person after person (``num_tokens = ceil(T / config.temporal_downsampling)``).
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
+            The frame tokens entering the first encoder layer and leaving every layer, each of shape
+            `(batch_size, num_persons * num_tokens, max_joints * width)` (a token is one frame's joint features,
+            as the temporal self-attention sees it; absent persons are zero).
+        attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
+            Temporal self-attention weights of the block each sample was routed to, one per encoder layer, each of
+            shape `(batch_size, num_persons, encoder_attention_heads, num_tokens, num_tokens)` (absent persons zero).
+            Eager attention only: other implementations compute no weights and return an empty tuple.
         attention_mask (`torch.LongTensor` of shape `(batch_size, num_persons * num_tokens)`):
             1 for tokens of real frames of present persons, 0 otherwise (the decoder's cross-attention mask).
         router_decisions (`torch.LongTensor` of shape `(batch_size, encoder_layers)`):
@@ -63,93 +99,65 @@ class UPSEncoderOutput(ModelOutput):
             The resolved skeleton layout of each sample.
     """
 
-    last_hidden_state: torch.FloatTensor | None = None
     attention_mask: torch.LongTensor | None = None
     router_decisions: torch.LongTensor | None = None
     router_probs: torch.FloatTensor | None = None
     task_ids: torch.LongTensor | None = None
     layout_ids: torch.LongTensor | None = None
 
-
-@dataclass
-class UPSDecoderOutput(ModelOutput):
-    r"""
-    Output of [`UPSDecoder`].
-
-    Args:
-        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, target_length, d_model)`):
-            final layer-normed states.
-        past_key_values (`EncoderDecoderCache`, *optional*): self- and cross-attention keys/values.
-        hidden_states (`tuple(torch.FloatTensor)`, *optional*): input of every layer plus the final output.
-        attentions (`tuple(torch.FloatTensor)`, *optional*): self-attention weights per layer (eager attention only).
-        cross_attentions (`tuple(torch.FloatTensor)`, *optional*): cross-attention weights per layer (eager only).
-    """
-
-    last_hidden_state: torch.FloatTensor | None = None
-    past_key_values: Cache | None = None
-    hidden_states: tuple | None = None
-    attentions: tuple | None = None
-    cross_attentions: tuple | None = None
+    @classmethod
+    def from_tuple(cls, values: tuple) -> "UPSEncoderOutput":
+        """Rebuild from `to_tuple()` (`return_dict=False`): the first entry is the memory and the last five are the
+        always-present mask, routing and id fields; optional hidden states / attentions in between are dropped."""
+        if len(values) < 6:
+            raise ValueError(
+                f"encoder_outputs as a tuple must be UPSEncoderOutput.to_tuple() (at least 6 entries), got {len(values)}"
+            )
+        mask, decisions, probs, task_ids, layout_ids = values[-5:]
+        return cls(
+            last_hidden_state=values[0], attention_mask=mask, router_decisions=decisions, router_probs=probs,
+            task_ids=task_ids, layout_ids=layout_ids,
+        )
 
 
 @dataclass
-class UPSSeq2SeqModelOutput(ModelOutput):
+class UPSSeq2SeqModelOutput(Seq2SeqModelOutput):
     r"""
-    Output of [`UPSModel`].
+    Output of [`UPSModel`]: [`~modeling_outputs.Seq2SeqModelOutput`] (decoder states, cache, decoder and encoder
+    hidden states and attentions) plus the encoder memory's mask and the routing.
 
     Args:
-        last_hidden_state (`torch.FloatTensor` of shape `(batch_size, target_length, d_model)`): decoder output.
-        past_key_values (`EncoderDecoderCache`, *optional*): decoder cache.
-        decoder_hidden_states / decoder_attentions / cross_attentions (*optional*): see [`UPSDecoderOutput`].
-        encoder_last_hidden_state (`torch.FloatTensor` of shape `(batch_size, num_persons * num_tokens, d_model)`):
-            encoder memory.
-        encoder_attention_mask (`torch.LongTensor` of shape `(batch_size, num_persons * num_tokens)`): its mask.
+        encoder_attention_mask (`torch.LongTensor` of shape `(batch_size, num_persons * num_tokens)`):
+            mask of `encoder_last_hidden_state`.
         router_decisions / router_probs: see [`UPSEncoderOutput`].
     """
 
-    last_hidden_state: torch.FloatTensor | None = None
-    past_key_values: Cache | None = None
-    decoder_hidden_states: tuple | None = None
-    decoder_attentions: tuple | None = None
-    cross_attentions: tuple | None = None
-    encoder_last_hidden_state: torch.FloatTensor | None = None
     encoder_attention_mask: torch.LongTensor | None = None
     router_decisions: torch.LongTensor | None = None
     router_probs: torch.FloatTensor | None = None
 
 
 @dataclass
-class UPSSeq2SeqLMOutput(ModelOutput):
+class UPSSeq2SeqLMOutput(Seq2SeqLMOutput):
     r"""
-    Output of [`UPSForPoseSequenceModeling`].
+    Output of [`UPSForPoseSequenceModeling`]: [`~modeling_outputs.Seq2SeqLMOutput`] (loss, next-token logits over the
+    unified vocabulary, cache, hidden states and attentions) plus:
 
     Args:
-        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` is given):
-            Token negative log-likelihood, reduced as `config.loss_reduction` says.
-        logits (`torch.FloatTensor` of shape `(batch_size, target_length, vocab_size)`): next-token scores.
-        past_key_values (`EncoderDecoderCache`, *optional*): decoder cache.
-        encoder_last_hidden_state (`torch.FloatTensor`, *optional*): encoder memory.
-        encoder_attention_mask (`torch.LongTensor`, *optional*): its mask.
+        encoder_attention_mask (`torch.LongTensor` of shape `(batch_size, num_persons * num_tokens)`, *optional*):
+            mask of `encoder_last_hidden_state`.
         router_decisions (`torch.LongTensor` of shape `(batch_size, encoder_layers)`, *optional*):
             returned when `output_router_decisions=True`.
         router_probs (`torch.FloatTensor` of shape `(batch_size, encoder_layers, encoder_blocks_per_layer)`,
             *optional*): returned when `output_router_decisions=True`.
         task_losses (`dict[str, torch.FloatTensor]`, *optional*, returned when `labels` is given):
             detached loss of each task present in the batch, reduced like `loss`.
-        decoder_hidden_states / decoder_attentions / cross_attentions (*optional*): see [`UPSDecoderOutput`].
     """
 
-    loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    past_key_values: Cache | None = None
-    encoder_last_hidden_state: torch.FloatTensor | None = None
     encoder_attention_mask: torch.LongTensor | None = None
     router_decisions: torch.LongTensor | None = None
     router_probs: torch.FloatTensor | None = None
     task_losses: dict | None = None
-    decoder_hidden_states: tuple | None = None
-    decoder_attentions: tuple | None = None
-    cross_attentions: tuple | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -278,8 +286,9 @@ class UPSSkeletonGraph(nn.Module):
         adjacency = torch.stack(
             [_normalised_adjacency_subsets(v["num_joints"], v["edges"], self.max_joints) for v in self.layouts]
         )
+        # In the default dtype, like the other buffers (from_pretrained(dtype=...) builds them under that dtype).
         joint_mask = torch.stack(
-            [(torch.arange(self.max_joints) < v["num_joints"]).float() for v in self.layouts]
+            [(torch.arange(self.max_joints) < v["num_joints"]).to(torch.get_default_dtype()) for v in self.layouts]
         )
         # The root is the mean of the layout's root joints (one joint, or both hips where there is no pelvis).
         root_weights = torch.zeros(len(self.layouts), self.max_joints)
@@ -519,21 +528,24 @@ class UPSFrameSelfAttention(nn.Module):
         self.qkv_proj = nn.Linear(token_dim, 3 * config.encoder_attention_dim)
         self.out_proj = nn.Linear(config.encoder_attention_dim, token_dim)
 
-    def forward(self, hidden_states: torch.Tensor, attention_bias: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, hidden_states: torch.Tensor, attention_bias: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         n, t, _ = hidden_states.shape
         qkv = self.qkv_proj(hidden_states).view(n, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
-        output, _ = attention_interface(
+        output, weights = attention_interface(
             self, qkv[0], qkv[1], qkv[2], attention_bias, scaling=self.scaling,
             dropout=self.attention_dropout if self.training else 0.0, is_causal=False,
         )
-        return self.out_proj(output.reshape(n, t, -1))
+        return self.out_proj(output.reshape(n, t, -1)), weights
 
 
 class UPSTemporalModule(GradientCheckpointingLayer):
-    """TEM: pre-LN self-attention across frame tokens, then a pre-LN 2-layer MLP. Tokens are (N, T', V * d)."""
+    """TEM: pre-LN self-attention across frame tokens, then a pre-LN 2-layer MLP. Tokens are (N, T', V * d).
+    Returns the tokens and the attention weights (None unless the attention implementation returns them)."""
 
     def __init__(self, config: UPSConfig, token_dim: int):
         super().__init__()
@@ -545,15 +557,16 @@ class UPSTemporalModule(GradientCheckpointingLayer):
         self.dropout = config.dropout
 
     def forward(self, hidden_states: torch.Tensor, attention_bias: torch.Tensor, token_mask: torch.Tensor):
-        attended = self.self_attn(self.self_attn_layer_norm(hidden_states), attention_bias)
+        attended, weights = self.self_attn(self.self_attn_layer_norm(hidden_states), attention_bias)
         hidden_states = hidden_states + F.dropout(attended, p=self.dropout, training=self.training)
         mlp = self.fc2(F.dropout(F.gelu(self.fc1(self.final_layer_norm(hidden_states))), self.dropout, self.training))
         hidden_states = hidden_states + F.dropout(mlp, p=self.dropout, training=self.training)
-        return hidden_states * token_mask
+        return hidden_states * token_mask, weights
 
 
 class UPSEncoderBlock(nn.Module):
-    """One SEM-TEM block: SEM (two graph blocks) on (N, d, T', V), then TEM on the frame tokens."""
+    """One SEM-TEM block: SEM (two graph blocks) on (N, d, T', V), then TEM on the frame tokens. Returns the
+    features (N, d, T', V) and TEM's attention weights (N, heads, T', T') or None."""
 
     def __init__(self, config: UPSConfig):
         super().__init__()
@@ -567,8 +580,8 @@ class UPSEncoderBlock(nn.Module):
         n, d, t, v = hidden_states.shape
         tokens = hidden_states.permute(0, 2, 3, 1).reshape(n, t, v * d)
         token_mask = context.feature_mask.permute(0, 2, 3, 1).expand(n, t, v, d).reshape(n, t, v * d)
-        tokens = self.temporal(tokens, attention_bias, token_mask)
-        return tokens.view(n, t, v, d).permute(0, 3, 1, 2)
+        tokens, weights = self.temporal(tokens, attention_bias, token_mask)
+        return tokens.view(n, t, v, d).permute(0, 3, 1, 2), weights
 
 
 class UPSEncoderLayer(nn.Module):
@@ -581,24 +594,32 @@ class UPSEncoderLayer(nn.Module):
     def forward(self, hidden_states, context, attention_bias, gates=None, choices=None):
         """Either `gates` (N, H) straight-through one-hot weights (training: every block runs and the gates carry the
         gradient to the routing embeddings) or `choices` (N,) block indices (inference: each block runs only on the
-        rows that chose it, a block no row chose does not run)."""
+        rows that chose it, a block no row chose does not run). Returns the features and, per row, the attention
+        weights of the block it used (None unless the attention implementation returns weights)."""
         if gates is not None:
-            out = 0
-            for h, block in enumerate(self.blocks):
-                out = out + gates[:, h, None, None, None] * block(hidden_states, context, attention_bias)
-            return out
-        out = None
+            outputs = [block(hidden_states, context, attention_bias) for block in self.blocks]
+            out = sum(gates[:, h, None, None, None] * features for h, (features, _) in enumerate(outputs))
+            weights = None
+            if outputs[0][1] is not None:
+                chosen = gates.argmax(-1)
+                weights = torch.stack([w for _, w in outputs])[chosen, torch.arange(chosen.shape[0])]
+            return out, weights
+        out = weights = None
         for h, block in enumerate(self.blocks):
             rows = (choices == h).nonzero().squeeze(1)
             if rows.numel() == 0:
                 continue
             if rows.numel() == choices.numel():
                 return block(hidden_states, context, attention_bias)
-            chosen = block(hidden_states[rows], context.select(rows), attention_bias[rows])
+            chosen, chosen_weights = block(hidden_states[rows], context.select(rows), attention_bias[rows])
             if out is None:
                 out = hidden_states.new_zeros(hidden_states.shape[:2] + chosen.shape[2:])
             out = out.index_copy(0, rows, chosen)
-        return out
+            if chosen_weights is not None:
+                if weights is None:
+                    weights = chosen_weights.new_zeros((choices.shape[0],) + chosen_weights.shape[1:])
+                weights = weights.index_copy(0, rows, chosen_weights)
+        return out, weights
 
 
 class UPSTaskEmbedding(nn.Embedding):
@@ -719,10 +740,13 @@ class UPSEncoder(nn.Module):
                     f"layout_ids out of range: got {layout_ids.tolist()}, the model has {len(num_joints)} layouts"
                 )
             largest = max(num_joints[i] for i in layout_ids.tolist())
-            if j != largest:
+            # More joints than the batch's largest layout are accepted when they are zero padding (up to
+            # max_joints): a row sliced from a batch keeps the batch's padding. Non-zero values there would be data
+            # the layouts cannot place, i.e. a wrong layout id.
+            if j < largest or j > config.max_joints or bool(pose_values[..., largest:, :].ne(0).any()):
                 raise ValueError(
                     f"pose_values has {j} joints but the largest joint count among the batch's layouts is {largest}: "
-                    "pad every sample's joints to the largest layout of the batch"
+                    "pad every sample's joints to the largest layout of the batch (joints beyond it must be zero)"
                 )
 
         if attention_mask is None:
@@ -762,15 +786,24 @@ class UPSEncoder(nn.Module):
         Args:
             pose_values (`torch.FloatTensor` of shape `(batch_size, num_persons, num_frames, num_joints, 3)`):
                 Normalised coordinates (2D input has Z = 0). A rank-4 tensor `(batch_size, num_frames, num_joints, 3)`
-                is taken as one person per clip.
+                is taken as one person per clip. `num_joints` is the largest joint count among the batch's layouts;
+                more joints (up to `config.max_joints`) are accepted when they are zero.
             attention_mask (`torch.LongTensor` of shape `(batch_size, num_frames)`, *optional*): 1 for real frames.
             person_mask (`torch.LongTensor` of shape `(batch_size, num_persons)`, *optional*): 1 for present
                 persons; defaults to persons with any non-zero coordinate (person 0 always).
             task_ids (`torch.LongTensor` of shape `(batch_size,)`): index into `config.tasks`.
             layout_ids (`torch.LongTensor` of shape `(batch_size,)`, *optional*): index into `config.layouts`;
                 may be omitted when exactly one layout has `num_joints` joints.
-            output_attentions / output_hidden_states: accepted for the generation API; the encoder returns neither.
+            output_attentions (`bool`, *optional*): return the temporal self-attention weights of every layer
+                (eager attention); defaults to `config.output_attentions`.
+            output_hidden_states (`bool`, *optional*): return the frame tokens entering and leaving every layer;
+                defaults to `config.output_hidden_states`.
+            return_dict (`bool`, *optional*): `False` returns `to_tuple()`; defaults to `config.return_dict`.
         """
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
         pose_values, attention_mask, person_mask, task_ids, layout_ids = self._check_inputs(
             pose_values, attention_mask, person_mask, task_ids, layout_ids
         )
@@ -803,29 +836,62 @@ class UPSEncoder(nn.Module):
         hidden_states = (hidden_states + positions[None, :, :, None]) * context.feature_mask
         attention_bias = _additive_key_mask(context.frame_mask, dtype)
 
+        def per_sample(row_values: torch.Tensor) -> torch.Tensor:
+            """(N, ...) values of the present persons' rows -> (B, M, ...), absent persons zero."""
+            scattered = row_values.new_zeros((b * m,) + row_values.shape[1:]).index_copy(0, rows, row_values)
+            return scattered.view((b, m) + row_values.shape[1:])
+
+        def frame_tokens(features: torch.Tensor) -> torch.Tensor:
+            """(N, d, T', V) features -> (B, M * T', V * d) frame tokens."""
+            n, d, _, v = features.shape
+            return per_sample(features.permute(0, 2, 3, 1).reshape(n, num_tokens, v * d)).flatten(1, 2)
+
+        def report(features: torch.Tensor) -> torch.Tensor:
+            """Append the frame tokens of `features` to the hidden states and return the features read back from
+            them: the next layer computes from the reported tensor, so gradients reach it (`retain_grad()` works, as
+            on the hidden states of in-tree models). Gathering the rows back is exact and keeps the memory layout."""
+            nonlocal all_hidden_states
+            all_hidden_states += (frame_tokens(features),)
+            back = all_hidden_states[-1].view(b * m, num_tokens, max_joints, -1)[rows].permute(0, 3, 1, 2)
+            return back.contiguous() if features.is_contiguous() else back
+
+        all_hidden_states = () if output_hidden_states else None
+        if output_hidden_states:
+            hidden_states = report(hidden_states)
+        all_attentions = () if output_attentions else None
         scores, decisions, gates = self.routing(task_ids)
         for layer_idx, layer in enumerate(self.layers):
             if gates is not None:
-                hidden_states = layer(hidden_states, context, attention_bias, gates=gates[row_sample, layer_idx])
+                hidden_states, weights = layer(hidden_states, context, attention_bias, gates=gates[row_sample, layer_idx])
             else:
-                hidden_states = layer(hidden_states, context, attention_bias, choices=decisions[row_sample, layer_idx])
+                hidden_states, weights = layer(
+                    hidden_states, context, attention_bias, choices=decisions[row_sample, layer_idx]
+                )
+            if output_hidden_states:
+                hidden_states = report(hidden_states)
+            if output_attentions and weights is not None:
+                all_attentions += (per_sample(weights),)
+        if output_attentions and len(all_attentions) < len(self.layers):
+            _warn_no_attention_weights(self.config)
 
         n, d, _, v = hidden_states.shape
         tokens = self.output_proj(hidden_states.permute(0, 2, 3, 1).reshape(n, num_tokens, v * d))
         tokens = self.layer_norm(tokens) * context.frame_mask[:, :, None]
 
-        memory = tokens.new_zeros(b * m, num_tokens, tokens.shape[-1]).index_copy(0, rows, tokens)
-        memory_mask = torch.zeros(b * m, num_tokens, dtype=torch.long, device=tokens.device)
-        memory_mask = memory_mask.index_copy(0, rows, context.frame_mask.long())
+        memory = per_sample(tokens)
+        memory_mask = per_sample(context.frame_mask.long())
         output = UPSEncoderOutput(
             last_hidden_state=memory.view(b, m * num_tokens, -1),
+            hidden_states=all_hidden_states,
+            attentions=all_attentions,
             attention_mask=memory_mask.view(b, m * num_tokens),
             router_decisions=decisions,
             router_probs=scores.softmax(-1),
             task_ids=task_ids,
             layout_ids=layout_ids,
         )
-        return output if return_dict is not False else output.to_tuple()
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        return output if return_dict else output.to_tuple()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -851,25 +917,26 @@ class UPSAttention(nn.Module):
         self.v_proj = nn.Linear(self.embed_dim, self.embed_dim)
         self.out_proj = nn.Linear(self.embed_dim, self.embed_dim)
 
-    def forward(self, hidden_states, key_value_states=None, past_key_values=None, attention_mask=None):
+    def forward(self, hidden_states, key_value_states=None, cache: EncoderDecoderCache | None = None,
+                attention_mask=None):
         is_cross = key_value_states is not None
         b, length, _ = hidden_states.shape
         query = self.q_proj(hidden_states).view(b, length, self.num_heads, self.head_dim).transpose(1, 2)
 
-        cache = None
-        if past_key_values is not None:
-            cache = past_key_values.cross_attention_cache if is_cross else past_key_values.self_attention_cache
-        if is_cross and past_key_values is not None and past_key_values.is_updated.get(self.layer_idx):
+        layer_cache = None
+        if cache is not None:
+            layer_cache = cache.cross_attention_cache if is_cross else cache.self_attention_cache
+        if is_cross and cache is not None and cache.is_updated.get(self.layer_idx):
             # The memory does not change while decoding: its keys/values were computed at the first step.
-            key, value = cache.layers[self.layer_idx].keys, cache.layers[self.layer_idx].values
+            key, value = layer_cache.layers[self.layer_idx].keys, layer_cache.layers[self.layer_idx].values
         else:
             source = key_value_states if is_cross else hidden_states
             key = self.k_proj(source).view(b, source.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
             value = self.v_proj(source).view(b, source.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
-            if cache is not None:
-                key, value = cache.update(key, value, self.layer_idx)
+            if layer_cache is not None:
+                key, value = layer_cache.update(key, value, self.layer_idx)
                 if is_cross:
-                    past_key_values.is_updated[self.layer_idx] = True
+                    cache.is_updated[self.layer_idx] = True
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
@@ -896,16 +963,16 @@ class UPSDecoderLayer(GradientCheckpointingLayer):
         self.fc2 = nn.Linear(config.decoder_ffn_dim, config.d_model)
 
     def forward(self, hidden_states, attention_mask, encoder_hidden_states, encoder_attention_mask=None,
-                past_key_values=None, use_cache=None):
+                cache: EncoderDecoderCache | None = None):
         residual = hidden_states
         out, self_weights = self.self_attn(
-            self.self_attn_layer_norm(hidden_states), past_key_values=past_key_values, attention_mask=attention_mask
+            self.self_attn_layer_norm(hidden_states), cache=cache, attention_mask=attention_mask
         )
         hidden_states = residual + F.dropout(out, p=self.dropout, training=self.training)
         residual = hidden_states
         out, cross_weights = self.encoder_attn(
             self.encoder_attn_layer_norm(hidden_states), key_value_states=encoder_hidden_states,
-            past_key_values=past_key_values, attention_mask=encoder_attention_mask,
+            cache=cache, attention_mask=encoder_attention_mask,
         )
         hidden_states = residual + F.dropout(out, p=self.dropout, training=self.training)
         residual = hidden_states
@@ -937,15 +1004,22 @@ class UPSDecoder(nn.Module):
         layout_ids: torch.LongTensor,
         attention_mask: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: EncoderDecoderCache | None = None,
         use_cache: bool | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
-    ) -> UPSDecoderOutput:
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
         b, length = input_ids.shape
-        if use_cache and past_key_values is None:
-            past_key_values = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
-        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        if use_cache and self.training and torch.is_grad_enabled() and any(
+            layer.gradient_checkpointing for layer in self.layers
+        ):
+            # A checkpointed layer runs again in the backward pass and would write its keys/values to the cache a
+            # second time (the layer wrapper only knows the cache's keyword name of its own transformers version).
+            logger.warning_once("`use_cache=True` is incompatible with gradient checkpointing: using `use_cache=False`")
+            use_cache, cache = False, None
+        if use_cache and cache is None:
+            cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+        past_length = cache.get_seq_length() if cache is not None else 0
         if past_length + length > self.config.max_target_positions:
             raise ValueError(
                 f"decoder sequence of {past_length + length} positions exceeds max_target_positions="
@@ -967,10 +1041,10 @@ class UPSDecoder(nn.Module):
 
         if attention_mask is None:
             attention_mask = torch.ones(b, past_length + length, dtype=torch.long, device=input_ids.device)
-        self_cache = past_key_values.self_attention_cache if past_key_values is not None else None
-        causal_mask = create_causal_mask(
-            config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask, past_key_values=self_cache
-        )
+        # The cache is create_causal_mask's fourth parameter under both of its names (`past_key_values` before
+        # transformers 5.24, `cache` since): pass it by position.
+        self_cache = cache.self_attention_cache if cache is not None else None
+        causal_mask = create_causal_mask(self.config, hidden_states, attention_mask, self_cache)
         cross_mask = create_bidirectional_mask(
             config=self.config, inputs_embeds=hidden_states, attention_mask=encoder_attention_mask,
             encoder_hidden_states=encoder_hidden_states,
@@ -984,17 +1058,19 @@ class UPSDecoder(nn.Module):
                 all_hidden += (hidden_states,)
             hidden_states, self_weights, cross_weights = layer(
                 hidden_states, causal_mask, encoder_hidden_states, encoder_attention_mask=cross_mask,
-                past_key_values=past_key_values, use_cache=use_cache,
+                cache=cache,
             )
-            if output_attentions:
+            if output_attentions and self_weights is not None:
                 all_self += (self_weights,)
                 all_cross += (cross_weights,)
+        if output_attentions and len(all_self) < len(self.layers):
+            _warn_no_attention_weights(self.config)
         hidden_states = self.layer_norm(hidden_states)
         if output_hidden_states:
             all_hidden += (hidden_states,)
-        return UPSDecoderOutput(
+        return BaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=hidden_states,
-            past_key_values=past_key_values if use_cache else None,
+            **{CACHE_FIELD: cache if use_cache else None},
             hidden_states=all_hidden,
             attentions=all_self,
             cross_attentions=all_cross,
@@ -1013,7 +1089,8 @@ class UPSPreTrainedModel(PreTrainedModel):
     main_input_name = "pose_values"
     supports_gradient_checkpointing = True
     _no_split_modules = ["UPSEncoderLayer", "UPSDecoderLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
+    # The decoder cache stays where generate() put it, under either name of the installed transformers.
+    _skip_keys_device_placement = ["cache", "past_key_values"]
     _supports_sdpa = True
 
     @classmethod
@@ -1035,6 +1112,21 @@ class UPSPreTrainedModel(PreTrainedModel):
                 "pytorch_model.bin, which can run code); convert a trusted .bin with save_pretrained first"
             )
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, use_safetensors=True, **kwargs)
+
+    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
+        """Refused unless the size stays the same: the vocabulary's size follows from its layout (special tokens,
+        `num_label_tokens` labels, `3 * num_bins` coordinate bins, end-of-task tokens), whose ids the config derives."""
+        size = self.config.vocab_size if new_num_tokens is None else new_num_tokens
+        if pad_to_multiple_of:
+            size = math.ceil(size / pad_to_multiple_of) * pad_to_multiple_of
+        if size != self.config.vocab_size:
+            raise ValueError(
+                f"UPS cannot resize its vocabulary from {self.config.vocab_size} to {size} tokens: the size follows "
+                "from num_label_tokens and num_bins. To train other labels, build a UPSConfig with another "
+                "num_label_tokens (and a processor with those labels) and load the weights with "
+                "ignore_mismatched_sizes=True"
+            )
+        return self.get_input_embeddings()
 
     def _init_weights(self, module):
         # v5 runs _init_weights per module and, for custom code, skips modules owning no direct parameters or
@@ -1097,18 +1189,40 @@ class UPSModel(UPSPreTrainedModel):
         decoder_input_ids: torch.LongTensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: UPSEncoderOutput | tuple | None = None,
-        past_key_values: Cache | None = None,
+        cache: EncoderDecoderCache | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
-    ) -> UPSSeq2SeqModelOutput:
+        past_key_values: EncoderDecoderCache | None = None,
+    ) -> UPSSeq2SeqModelOutput | tuple:
+        r"""
+        Args:
+            pose_values, attention_mask, person_mask, task_ids, layout_ids: see [`UPSEncoder.forward`].
+            decoder_input_ids (`torch.LongTensor` of shape `(batch_size, target_length)`): decoder input ids.
+            decoder_attention_mask (`torch.LongTensor`, *optional*): decoder padding mask (causal masking is built in).
+            encoder_outputs ([`UPSEncoderOutput`] or its `to_tuple()`, *optional*): skips the encoder.
+            cache (`EncoderDecoderCache`, *optional*): decoder keys/values of earlier steps; `past_key_values` is the
+                same argument under its name before transformers 5.24.
+            use_cache, output_attentions, output_hidden_states, return_dict (`bool`, *optional*): default to the
+                config's values.
+        """
+        cache = _resolve_cache(cache, past_key_values)
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        return_dict = self.config.return_dict if return_dict is None else return_dict
         if encoder_outputs is None:
             if pose_values is None:
                 raise ValueError("Pass pose_values (or precomputed encoder_outputs)")
-            encoder_outputs = self.encoder(pose_values, attention_mask, person_mask, task_ids, layout_ids)
+            encoder_outputs = self.encoder(
+                pose_values, attention_mask, person_mask, task_ids, layout_ids,
+                output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+            )
         elif not isinstance(encoder_outputs, UPSEncoderOutput):
-            encoder_outputs = UPSEncoderOutput(*encoder_outputs)
+            encoder_outputs = UPSEncoderOutput.from_tuple(encoder_outputs)
         task_ids = encoder_outputs.task_ids if task_ids is None else torch.as_tensor(task_ids).long()
         layout_ids = encoder_outputs.layout_ids if layout_ids is None else torch.as_tensor(layout_ids).long()
         if task_ids is None or layout_ids is None:
@@ -1122,23 +1236,25 @@ class UPSModel(UPSPreTrainedModel):
             layout_ids.to(decoder_input_ids.device),
             attention_mask=decoder_attention_mask,
             encoder_attention_mask=encoder_outputs.attention_mask,
-            past_key_values=past_key_values,
-            use_cache=self.config.use_cache if use_cache is None else use_cache,
-            output_attentions=bool(output_attentions),
-            output_hidden_states=bool(output_hidden_states),
+            cache=cache,
+            use_cache=use_cache,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
         )
         output = UPSSeq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
-            past_key_values=decoder_outputs.past_key_values,
+            **{CACHE_FIELD: getattr(decoder_outputs, CACHE_FIELD)},
             decoder_hidden_states=decoder_outputs.hidden_states,
             decoder_attentions=decoder_outputs.attentions,
             cross_attentions=decoder_outputs.cross_attentions,
             encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
             encoder_attention_mask=encoder_outputs.attention_mask,
             router_decisions=encoder_outputs.router_decisions,
             router_probs=encoder_outputs.router_probs,
         )
-        return output if return_dict is not False else output.to_tuple()
+        return output if return_dict else output.to_tuple()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1151,8 +1267,9 @@ class UPSTaskConstrainedLogitsProcessor(LogitsProcessor):
     Makes every generated sequence well formed for its row's task and layout.
 
     Label tasks (recognition, early prediction): step 0 allows only action-label tokens, step 1 only the task's
-    end-of-task token. Pose estimation: step ``i < 3 * J * K`` (``J`` joints of the row's layout, ``K`` =
-    `config.pose_estimation_target_frames`) allows only the bins of axis ``i % 3`` (x, y, z), then only EOT_PE.
+    end-of-task token. Pose estimation: step ``i < 3 * J * K`` (``J`` joints of the layout the row's input is lifted
+    to, `config.pose_target_layouts`; ``K`` = `config.pose_estimation_target_frames`) allows only the bins of axis
+    ``i % 3`` (x, y, z), then only EOT_PE.
     Beyond its length a row may only repeat its EOT (generation has stopped it by then; this keeps scores finite).
 
     Rows may mix tasks and layouts. When generation expands rows (beams, returned sequences) with `repeat_interleave`,
@@ -1171,7 +1288,7 @@ class UPSTaskConstrainedLogitsProcessor(LogitsProcessor):
         task_eot_index = torch.tensor([TASK_TO_EOT_INDEX[t] for t in tasks])
         task_ids = torch.as_tensor(task_ids).long().cpu()
         layout_ids = torch.as_tensor(layout_ids).long().cpu()
-        joints = torch.tensor([v["num_joints"] for v in config.layouts])[layout_ids]
+        joints = torch.tensor(config.pose_target_num_joints)[layout_ids]  # pose outputs: the target layout
         eot_index = task_eot_index[task_ids]
         self.is_pose = eot_index == _POSE_EOT_INDEX
         self.eot = torch.tensor(eot_ids)[eot_index]
@@ -1211,6 +1328,9 @@ class UPSTaskConstrainedLogitsProcessor(LogitsProcessor):
 # ----------------------------------------------------------------------------------------------------------------
 # The model with the vocabulary head
 # ----------------------------------------------------------------------------------------------------------------
+
+# generate() options that ask for assisted (speculative) decoding, which UPS refuses.
+_ASSISTED_DECODING_OPTIONS = ("assistant_model", "prompt_lookup_num_tokens", "assistant_early_exit")
 
 # generate() options under which a label-only batch can be decoded in one decoder step.
 _FAST_PATH_OPTIONS = {
@@ -1298,14 +1418,15 @@ class UPSForPoseSequenceModeling(UPSPreTrainedModel, GenerationMixin):
         decoder_input_ids: torch.LongTensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: UPSEncoderOutput | tuple | None = None,
-        past_key_values: Cache | None = None,
+        cache: EncoderDecoderCache | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         output_router_decisions: bool | None = None,
         return_dict: bool | None = None,
-    ) -> UPSSeq2SeqLMOutput:
+        past_key_values: EncoderDecoderCache | None = None,
+    ) -> UPSSeq2SeqLMOutput | tuple:
         r"""
         Args:
             pose_values (`torch.FloatTensor` of shape `(batch_size, num_persons, num_frames, num_joints, 3)`):
@@ -1317,8 +1438,9 @@ class UPSForPoseSequenceModeling(UPSPreTrainedModel, GenerationMixin):
             decoder_input_ids (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
                 Defaults to `labels` shifted right behind `<s>`.
             decoder_attention_mask (`torch.LongTensor`, *optional*): decoder padding mask (causal masking is built in).
-            encoder_outputs ([`UPSEncoderOutput`], *optional*): skips the encoder.
-            past_key_values (`EncoderDecoderCache`, *optional*): decoder cache.
+            encoder_outputs ([`UPSEncoderOutput`] or its `to_tuple()`, *optional*): skips the encoder.
+            cache (`EncoderDecoderCache`, *optional*): decoder keys/values of earlier steps; `past_key_values` is the
+                same argument under its name before transformers 5.24.
             labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
                 Target ids ending in the task's EOT, padded with -100.
             output_router_decisions (`bool`, *optional*): return the routing decisions and probabilities.
@@ -1329,22 +1451,22 @@ class UPSForPoseSequenceModeling(UPSPreTrainedModel, GenerationMixin):
                 decoder_input_ids = shift_tokens_right(
                     labels, self.config.pad_token_id, self.config.decoder_start_token_id
                 )
-        if encoder_outputs is None:
-            if pose_values is None:
-                raise ValueError("Pass pose_values (or precomputed encoder_outputs)")
-            encoder_outputs = self.model.encoder(pose_values, attention_mask, person_mask, task_ids, layout_ids)
-        elif not isinstance(encoder_outputs, UPSEncoderOutput):
-            encoder_outputs = UPSEncoderOutput(*encoder_outputs)
+        if encoder_outputs is not None and not isinstance(encoder_outputs, UPSEncoderOutput):
+            encoder_outputs = UPSEncoderOutput.from_tuple(encoder_outputs)
         outputs = self.model(
+            pose_values,
+            attention_mask,
+            person_mask,
+            task_ids,
+            layout_ids,
             decoder_input_ids=decoder_input_ids,
             decoder_attention_mask=decoder_attention_mask,
             encoder_outputs=encoder_outputs,
-            task_ids=task_ids,
-            layout_ids=layout_ids,
-            past_key_values=past_key_values,
+            cache=_resolve_cache(cache, past_key_values),
             use_cache=use_cache,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            return_dict=True,
         )
         logits = self.lm_head(outputs.last_hidden_state)
 
@@ -1356,17 +1478,20 @@ class UPSForPoseSequenceModeling(UPSPreTrainedModel, GenerationMixin):
         output = UPSSeq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            **{CACHE_FIELD: getattr(outputs, CACHE_FIELD)},
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
             encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
             encoder_attention_mask=outputs.encoder_attention_mask,
             router_decisions=outputs.router_decisions if want_routes else None,
             router_probs=outputs.router_probs if want_routes else None,
             task_losses=task_losses,
-            decoder_hidden_states=outputs.decoder_hidden_states,
-            decoder_attentions=outputs.decoder_attentions,
-            cross_attentions=outputs.cross_attentions,
         )
-        return output if return_dict is not False else output.to_tuple()
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        return output if return_dict else output.to_tuple()
 
     def _token_nll(self, logits, labels):
         """Per-token NLL (0 where the label is -100), with Gaussian bin smoothing for coordinate tokens.
@@ -1451,6 +1576,18 @@ class UPSForPoseSequenceModeling(UPSPreTrainedModel, GenerationMixin):
             pose_values, task_ids, layout_ids, attention_mask, person_mask:
                 as in [`UPSForPoseSequenceModeling.forward`].
         """
+        user_config = kwargs.get("generation_config")
+        settings = user_config if user_config is not None else self.generation_config
+
+        def setting(name):
+            return kwargs.get(name, getattr(settings, name, None))
+
+        assisted = [name for name in _ASSISTED_DECODING_OPTIONS if setting(name) is not None]
+        if assisted:
+            raise ValueError(
+                f"UPS generate() does not support assisted decoding ({', '.join(assisted)}): every output has the "
+                "fixed, task-constrained form of its task, and label tasks already decode in one decoder step"
+            )
         encoder_outputs = kwargs.pop("encoder_outputs", None)
         if pose_values is None and "inputs" in kwargs:
             pose_values = kwargs.pop("inputs")
@@ -1458,13 +1595,31 @@ class UPSForPoseSequenceModeling(UPSPreTrainedModel, GenerationMixin):
             if pose_values is None:
                 raise ValueError("generate() needs pose_values (or encoder_outputs)")
             encoder_outputs = self.model.encoder(
-                pose_values, attention_mask, person_mask, task_ids, layout_ids, return_dict=True
+                pose_values, attention_mask, person_mask, task_ids, layout_ids,
+                output_attentions=bool(setting("output_attentions")),
+                output_hidden_states=bool(setting("output_hidden_states")), return_dict=True,
             )
+        elif not isinstance(encoder_outputs, UPSEncoderOutput):
+            encoder_outputs = UPSEncoderOutput.from_tuple(encoder_outputs)
+        else:
+            # generate() expands the encoder outputs for beams and returned sequences in place: work on a copy, so
+            # that the caller's encoder outputs can be used again.
+            encoder_outputs = UPSEncoderOutput(**encoder_outputs)
         task_ids = encoder_outputs.task_ids
         layout_ids = encoder_outputs.layout_ids
         constraint = UPSTaskConstrainedLogitsProcessor(self.config, task_ids, layout_ids)
+        shortest = int(constraint.length.min())  # tokens of the shortest row before its end-of-task token
+        min_new_tokens, min_length = setting("min_new_tokens") or 0, setting("min_length") or 0
+        # generate() bans the EOS until `min_new_tokens` new tokens precede it (`min_length` counts the start token
+        # too): beyond the shortest row's fixed length that would force tokens between its output and its EOT.
+        if min_new_tokens > shortest or min_length > shortest + 1:
+            raise ValueError(
+                f"min_new_tokens={min_new_tokens} / min_length={min_length} asks for more tokens than a row of this "
+                f"batch has ({shortest} before its end-of-task token, after the start token): each task's output has "
+                "a fixed length (one label, or 3 bins per joint and frame, then its end-of-task token); leave both "
+                "unset"
+            )
 
-        user_config = kwargs.get("generation_config")
         if user_config is None or user_config.eos_token_id is None:
             kwargs.setdefault("eos_token_id", list(self.config.eot_token_ids))
         if "max_length" not in kwargs and "max_new_tokens" not in kwargs and (
@@ -1488,6 +1643,9 @@ class UPSForPoseSequenceModeling(UPSPreTrainedModel, GenerationMixin):
         # pad them as greedy search does.
         sequences = outputs if torch.is_tensor(outputs) else outputs.sequences
         eos = kwargs.get("eos_token_id", user_config.eos_token_id if user_config is not None else None)
+        if eos is None:
+            # `eos_token_id=None` generates to the maximum length; each row still ends at its task's EOT.
+            eos = list(self.config.eot_token_ids)
         eos = torch.tensor([eos] if isinstance(eos, int) else list(eos), device=sequences.device)
         is_eos = torch.isin(sequences[:, 1:], eos)
         after_eos = (is_eos.cumsum(1) - is_eos.long()) > 0
@@ -1505,7 +1663,8 @@ class UPSForPoseSequenceModeling(UPSPreTrainedModel, GenerationMixin):
         if any(kwargs.get(k) for k in ("output_scores", "output_logits", "output_attentions", "output_hidden_states")):
             return False
         eos = kwargs["eos_token_id"]
-        eos = {eos} if isinstance(eos, int) else set(eos)
+        # Without EOS ids generation runs to the maximum length, which the one-step decoding does not reproduce.
+        eos = set() if eos is None else {eos} if isinstance(eos, int) else set(eos)
         if not set(constraint.eot.tolist()) <= eos:
             return False
         if "max_new_tokens" in kwargs:

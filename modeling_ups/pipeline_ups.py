@@ -52,8 +52,8 @@ class PoseSequenceModelingPipeline(Pipeline):
     - a pyskl / mmaction2 annotation dict with `keypoint` `(M, T, V, C)` and optional `keypoint_score` `(M, T, V)`
       (other fields such as `label` and `total_frames` are ignored), or the dict `pose_io.load_pose_file` returns;
     - a path to a skeleton file: `.npy`, `.npz`, NTU `.skeleton`, Kinetics-skeleton JSON, AlphaPose JSON, NW-UCLA
-      JSON or a pyskl `.pkl` holding one annotation (read with `pose_io.load_pose_file`; pickles are unpickled with
-      the restricted unpickler). Dataset files tell their own layout.
+      JSON or a pyskl `.pkl` (one annotation, or the one `sample=` names; read with `pose_io.load_pose_file`;
+      pickles are unpickled with the restricted unpickler). Dataset files tell their own layout.
 
     Nested Python lists are not accepted as one sample (a list is a batch); wrap them in `np.asarray`.
 
@@ -62,6 +62,8 @@ class PoseSequenceModelingPipeline(Pipeline):
             input), `"early_action_prediction"`, `"pose_estimation"`, or a full task name of `model.config.tasks`.
         layout (`str`, *optional*): skeleton layout of the input (`"ntu25"`, `"h36m17"`, `"coco17"`, ...); needed
             when the joint count does not tell it (17 joints: COCO or Human3.6M) and the processor has no default.
+        sample (`int` or `str`, *optional*): for pyskl `.pkl` files holding several annotations (every released
+            one), the index or `frame_dir` of the annotation to run; the same for every file of a list input.
         observation_ratio (`float` in (0, 1], *optional*): early action prediction only: observe the first
             `ceil(ratio * T)` frames. Omit it when the input already is the observed part of the action.
         coordinates (`"2d"` or `"3d"`, *optional*): how 3-channel arrays are read (x, y, confidence or x, y, z).
@@ -127,6 +129,7 @@ class PoseSequenceModelingPipeline(Pipeline):
         self,
         task=None,
         layout=None,
+        sample=None,
         observation_ratio=None,
         coordinates=None,
         top_k=None,
@@ -144,6 +147,8 @@ class PoseSequenceModelingPipeline(Pipeline):
             preprocess["task"] = task
         if layout is not None:
             preprocess["layout"] = layout
+        if sample is not None:
+            preprocess["sample"] = sample
         if observation_ratio is not None:
             try:
                 ratio = float(observation_ratio)
@@ -181,8 +186,9 @@ class PoseSequenceModelingPipeline(Pipeline):
         coordinates: Optional[str] = None,
         frames: str = "center",
         window: Optional[int] = None,
+        sample=None,
     ) -> Dict[str, torch.Tensor]:
-        poses, file_layout, has_confidence = self._read_input(inputs, layout)
+        poses, file_layout, has_confidence = self._read_input(inputs, layout, sample)
         layout = layout if layout is not None else file_layout
         is_pose_task = task_eot_index(task) == _POSE_EOT_INDEX
         is_early_task = task.startswith("early_action_prediction")
@@ -205,11 +211,15 @@ class PoseSequenceModelingPipeline(Pipeline):
         model_inputs["num_input_frames"] = torch.tensor([num_frames])
         return model_inputs
 
-    def _read_input(self, inputs, layout):
+    def _read_input(self, inputs, layout, sample=None):
         """(poses (M, T, J, C), the layout the source names (or None), whether the last channel is a confidence)."""
         if isinstance(inputs, (str, os.PathLike)):
-            loaded = load_pose_file(inputs, layout=layout, max_persons=self.processor.feature_extractor.max_persons)
+            loaded = load_pose_file(inputs, layout=layout, sample=sample,
+                                    max_persons=self.processor.feature_extractor.max_persons)
             return _with_confidence_and_layout(loaded["poses"], loaded["scores"], loaded["layout"])
+        if sample is not None:
+            raise ValueError(f"sample={sample!r} selects an annotation of a pyskl file; the input is a "
+                             f"{type(inputs).__name__}, not a file path")
         if isinstance(inputs, dict):
             if "keypoint" in inputs:  # pyskl / mmaction2 annotation
                 annotation = read_pyskl_annotation(inputs, name=str(inputs.get("frame_dir", "<annotation>")))

@@ -37,6 +37,7 @@ import struct
 import tokenize
 import zipfile
 import zlib
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
@@ -148,7 +149,24 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise UnsafePickleError(f"pickle uses a persistent id ({pid!r}); pose files never do")
 
 
+# Other formats a pose "pickle" often turns out to be; unpickling them fails with opcode-level messages (a zip's
+# leading "P" is protocol 0's persistent-id opcode).
+_NOT_PICKLE_MAGIC = ((b"PK\x03\x04", "a zip archive (an .npz?)"), (b"\x93NUMPY", "a .npy array"),
+                     (b"\x1f\x8b", "a gzip file"), (b"\x89HDF", "an HDF5 file"))
+
+
 def _unpickle(fileobj, name: str):
+    if hasattr(fileobj, "peek"):
+        head = fileobj.peek(8)[:8]
+    elif getattr(fileobj, "seekable", lambda: False)():
+        position = fileobj.tell()
+        head = fileobj.read(8)
+        fileobj.seek(position)
+    else:
+        head = b""
+    for magic, kind in _NOT_PICKLE_MAGIC:
+        if head.startswith(magic):
+            raise ValueError(f"{name}: not a pickle but {kind}")
     try:
         return RestrictedUnpickler(fileobj, encoding="latin1").load()
     except UnsafePickleError as err:
@@ -358,33 +376,193 @@ def is_numeric_line(line: str) -> bool:
 def body_motion(joints: np.ndarray) -> float:
     """Total variance of a body's joint positions (sum over x, y, z of the variance over frames and joints).
 
-    The NTU authors' heuristic for the main actor (NTU RGB+D FAQ), also pyskl's ``ntu_preproc.py``.
+    The NTU authors' heuristic for the main actor (NTU RGB+D FAQ), also the ``motion`` of pyskl's
+    ``ntu_preproc.py`` and CTR-GCN's ``get_raw_skes_data.py`` (square metres for Kinect coordinates).
     """
     joints = np.asarray(joints, dtype=np.float64).reshape(-1, joints.shape[-1])
     return float(joints.var(axis=0).sum())
 
 
-def ntu_bodies_to_array(skeleton: Dict[str, Any], max_bodies: int = 2) -> np.ndarray:
-    """Arrange the bodies of :func:`read_ntu_skeleton` into ``(M, T, 25, 3)`` metres, ``M <= max_bodies``.
+NTU_BODY_RULES = ("length", "spread", "motion")
+# What NTUDenoising can remove: bodies (the three rules, and bodies no person slot has room for) and frames.
+NTU_REMOVALS = NTU_BODY_RULES + ("slots", "untracked_frames", "noise_only_frames")
+NTU_EMPTY_FRAMES = ("trim", "drop", "keep")
 
-    The ``max_bodies`` bodies with the most motion (:func:`body_motion`) are kept, most moving first, each at
-    the frames it was tracked in. Frames in which no body is tracked carry no data and are dropped (as pyskl's
-    ``ntu_preproc.py`` does), so ``T`` is the number of frames with at least one body.
+
+@dataclass(frozen=True)
+class NTUDenoising:
+    """Which bodies of an NTU ``.skeleton`` file become the actors, and which frames are kept.
+
+    Kinect v2 reports furniture, reflections and passers-by as bodies, and gives a person it re-detects a new body
+    ID. The defaults reproduce the selection behind pyskl's released ``ntu60_3danno.pkl`` / ``ntu120_3danno.pkl``
+    (``tools/data/ntu_preproc.py``), whose thresholds are those of CTR-GCN's ``data/ntu/get_raw_denoised_data.py``.
+
+    The body rules run in the order of ``rules``, each only while the sample has more than one body, and a rule
+    that would remove every remaining body removes none (the peers stop with an error there):
+
+    - ``"length"``: remove bodies tracked in at most ``length_threshold`` frames (short false detections).
+    - ``"spread"``: a frame of a body is noisy when its joints spread more along x than ``spread_ratio`` times
+      their spread along y (people are taller than wide; lying furniture is not). A body with at least
+      ``spread_noise_ratio`` of its frames noisy is removed; the others rank by the smaller of their motion and
+      the motion of their non-noisy frames.
+    - ``"motion"`` (not in the defaults: CTR-GCN wrote it and left it disabled, pyskl has no such step): remove the
+      bodies, except the most moving one, whose motion (:func:`body_motion`, m^2) is outside ``motion_range``.
+
+    The remaining bodies, most moving first, fill the person slots: each body goes to the first slot whose time
+    span (first to last frame of the bodies already there) it does not overlap, so the fragments of an actor
+    whose body ID changed share a slot; a body that overlaps every slot is removed (``"slots"``).
+
+    Frames: frames in which the file tracks no body are dropped (``"untracked_frames"``, as both peers do).
+    Frames where only removed bodies were tracked (``"noise_only_frames"``) follow ``empty_frames``: ``"trim"``
+    (pyskl) drops them at the start and the end of the clip, and everywhere when a single slot holds data;
+    ``"drop"`` (CTR-GCN) drops them everywhere; ``"keep"`` keeps them as all-zero frames.
+
+    Args:
+        rules (`tuple[str]`, defaults to `("length", "spread")`): body rules to apply, from ``NTU_BODY_RULES``.
+        length_threshold (`int`, defaults to 11): ``"length"`` removes bodies with at most this many frames.
+        spread_ratio (`float`, defaults to 0.8): x-spread / y-spread above which a frame is noisy.
+        spread_noise_ratio (`float`, defaults to 0.69754): fraction of noisy frames that removes a body.
+        motion_range (`tuple[float, float]`, defaults to `(0.089925, 2.0)`): ``"motion"``'s kept interval, m^2.
+        empty_frames (`str`, defaults to `"trim"`): ``"trim"``, ``"drop"`` or ``"keep"`` (above).
+    """
+
+    rules: Tuple[str, ...] = ("length", "spread")
+    length_threshold: int = 11
+    spread_ratio: float = 0.8
+    spread_noise_ratio: float = 0.69754
+    motion_range: Tuple[float, float] = (0.089925, 2.0)
+    empty_frames: str = "trim"
+
+    def __post_init__(self):
+        rules = tuple(self.rules)
+        object.__setattr__(self, "rules", rules)
+        object.__setattr__(self, "motion_range", tuple(float(v) for v in self.motion_range))
+        unknown = [r for r in rules if r not in NTU_BODY_RULES]
+        if unknown or len(set(rules)) != len(rules):
+            raise ValueError(f"NTUDenoising rules must be distinct names from {NTU_BODY_RULES}, got {list(rules)}")
+        if self.empty_frames not in NTU_EMPTY_FRAMES:
+            raise ValueError(f"NTUDenoising empty_frames must be one of {NTU_EMPTY_FRAMES}, got {self.empty_frames!r}")
+        if self.length_threshold < 0 or not self.spread_ratio > 0 or not 0 < self.spread_noise_ratio <= 1:
+            raise ValueError("NTUDenoising needs length_threshold >= 0, spread_ratio > 0 and spread_noise_ratio in "
+                             f"(0, 1], got {self.length_threshold}, {self.spread_ratio}, {self.spread_noise_ratio}")
+        low, high = self.motion_range if len(self.motion_range) == 2 else (1.0, 0.0)
+        if not 0 <= low <= high:
+            raise ValueError(f"NTUDenoising motion_range must be (low, high) with 0 <= low <= high, got "
+                             f"{self.motion_range}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"rules": list(self.rules), "length_threshold": self.length_threshold,
+                "spread_ratio": self.spread_ratio, "spread_noise_ratio": self.spread_noise_ratio,
+                "motion_range": list(self.motion_range), "empty_frames": self.empty_frames}
+
+
+def _noisy_spread_frames(joints: np.ndarray, spread_ratio: float) -> np.ndarray:
+    """(n,) bool: frames whose joints spread more along x than ``spread_ratio`` times along y."""
+    spread = joints[..., :2].max(axis=1) - joints[..., :2].min(axis=1)  # (n, 2): x and y spread per frame
+    return spread[:, 0] > spread_ratio * spread[:, 1]
+
+
+def denoise_ntu_bodies(skeleton: Dict[str, Any], max_bodies: int = 2,
+                       denoising: Optional[NTUDenoising] = None) -> Dict[str, Any]:
+    """Choose the actors among the bodies of :func:`read_ntu_skeleton` (see :class:`NTUDenoising`).
+
+    Returns:
+        dict with ``poses`` float32 ``(M, T, 25, 3)`` metres (``M <= max_bodies`` filled slots, most moving
+        first; a slot is zero in the frames its bodies were not tracked in), ``frame_index`` int64 ``(T,)`` (the
+        file's frame of each row), ``slots`` (the body IDs placed in each slot, by first frame) and ``removed``:
+        for every entry of ``NTU_REMOVALS``, ``{"bodies": [body IDs], "frames": n}``, where ``frames`` counts the
+        frames dropped by a frame rule or the frames the removed bodies were tracked in.
+
+    Raises:
+        ValueError: the file tracks no body at all, or ``max_bodies < 1``.
+    """
+    denoising = NTUDenoising() if denoising is None else denoising
+    if max_bodies < 1:
+        raise ValueError(f"max_bodies must be >= 1, got {max_bodies}")
+    bodies = list(skeleton["bodies"])
+    if not bodies:
+        raise ValueError("no body is tracked in any frame")
+    removed = {name: {"bodies": [], "frames": 0} for name in NTU_REMOVALS}
+    motion = [body_motion(b["joints"]) for b in bodies]
+
+    def remove(rule: str, drop: List[int]) -> None:
+        nonlocal bodies, motion
+        if not drop or len(drop) == len(bodies):
+            return
+        for i in drop:
+            removed[rule]["bodies"].append(bodies[i]["body_id"])
+            removed[rule]["frames"] += len(bodies[i]["frame_index"])
+        bodies = [b for i, b in enumerate(bodies) if i not in drop]
+        motion = [m for i, m in enumerate(motion) if i not in drop]
+
+    for rule in denoising.rules:
+        if len(bodies) < 2:
+            break
+        if rule == "length":
+            remove(rule, [i for i, b in enumerate(bodies) if len(b["frame_index"]) <= denoising.length_threshold])
+        elif rule == "spread":
+            drop = []
+            for i, b in enumerate(bodies):
+                noisy = _noisy_spread_frames(b["joints"], denoising.spread_ratio)
+                if noisy.mean() >= denoising.spread_noise_ratio:
+                    drop.append(i)
+                elif noisy.any():
+                    motion[i] = min(motion[i], body_motion(b["joints"][~noisy]))
+            remove(rule, drop)
+        else:  # motion
+            low, high = denoising.motion_range
+            first = int(np.argmax(motion))
+            remove(rule, [i for i, m in enumerate(motion) if i != first and not low <= m <= high])
+
+    # Rows: the frames in which the file tracks any body (removed ones included, until the frame rules below).
+    tracked = np.unique(np.concatenate([b["frame_index"] for b in skeleton["bodies"]]))
+    removed["untracked_frames"]["frames"] = int(skeleton["num_frames"] - tracked.size)
+    row_of_frame = np.full(max(skeleton["num_frames"], int(tracked[-1]) + 1), -1, dtype=np.int64)
+    row_of_frame[tracked] = np.arange(tracked.size)
+    spans: List[Tuple[int, int]] = []
+    slots: List[List[int]] = []
+    for i in sorted(range(len(bodies)), key=lambda i: -motion[i]):  # stable: ties keep first-appearance order
+        rows = row_of_frame[bodies[i]["frame_index"]]
+        start, end = int(rows[0]), int(rows[-1]) + 1
+        free = next((k for k, (s, e) in enumerate(spans) if e <= start or end <= s), None)
+        if free is not None:
+            spans[free] = (min(start, spans[free][0]), max(end, spans[free][1]))
+            slots[free].append(i)
+        elif len(spans) < max_bodies:
+            spans.append((start, end))
+            slots.append([i])
+        else:
+            removed["slots"]["bodies"].append(bodies[i]["body_id"])
+            removed["slots"]["frames"] += len(rows)
+    poses = np.zeros((len(slots), tracked.size, NTU_NUM_JOINTS, 3), dtype=np.float32)
+    for k, members in enumerate(slots):
+        for i in members:
+            poses[k, row_of_frame[bodies[i]["frame_index"]]] = bodies[i]["joints"]
+
+    occupied = np.zeros(tracked.size, dtype=bool)
+    for members in slots:
+        for i in members:
+            occupied[row_of_frame[bodies[i]["frame_index"]]] = True
+    keep = np.ones(tracked.size, dtype=bool)
+    if denoising.empty_frames == "drop" or (denoising.empty_frames == "trim" and len(slots) == 1):
+        keep = occupied
+    elif denoising.empty_frames == "trim":
+        first, last = np.flatnonzero(occupied)[[0, -1]]
+        keep[:first] = keep[last + 1:] = False
+    removed["noise_only_frames"]["frames"] = int(tracked.size - keep.sum())
+    return {"poses": poses[:, keep], "frame_index": tracked[keep],
+            "slots": [[bodies[i]["body_id"] for i in sorted(members, key=lambda i: bodies[i]["frame_index"][0])]
+                      for members in slots], "removed": removed}
+
+
+def ntu_bodies_to_array(skeleton: Dict[str, Any], max_bodies: int = 2,
+                        denoising: Optional[NTUDenoising] = None) -> np.ndarray:
+    """The actors of :func:`read_ntu_skeleton`'s bodies as ``(M, T, 25, 3)`` metres (:func:`denoise_ntu_bodies`).
 
     Raises:
         ValueError: the file has no tracked body at all.
     """
-    bodies = skeleton["bodies"]
-    if not bodies:
-        raise ValueError("no body is tracked in any frame")
-    ranked = sorted(bodies, key=lambda b: -body_motion(b["joints"]))[:max_bodies]
-    tracked = np.unique(np.concatenate([b["frame_index"] for b in bodies]))
-    row_of_frame = np.full(skeleton["num_frames"], -1, dtype=np.int64)
-    row_of_frame[tracked] = np.arange(tracked.size)
-    out = np.zeros((len(ranked), tracked.size, NTU_NUM_JOINTS, 3), dtype=np.float32)
-    for m, body in enumerate(ranked):
-        out[m, row_of_frame[body["frame_index"]]] = body["joints"]
-    return out
+    return denoise_ntu_bodies(skeleton, max_bodies, denoising)["poses"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -397,7 +575,7 @@ def load_json_file(path: str):
     try:
         return json.loads(read_text_file(path))
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: invalid JSON ({err.msg} at line {err.lineno} column {err.colno}); "
+        raise ValueError(f"{path}: invalid JSON ({err.msg}: line {err.lineno} column {err.colno}); "
                          "truncated or not a JSON file") from None
     except RecursionError:
         raise ValueError(f"{path}: JSON nested too deeply to be a skeleton file") from None
@@ -658,7 +836,7 @@ _NPZ_SCORE_KEYS = ("scores", "keypoint_score", "confidences", "confidence")
 
 
 def load_pose_file(path: PathLike, layout: Optional[str] = None, sample: Union[int, str, None] = None,
-                   max_persons: int = 2) -> Dict[str, Any]:
+                   max_persons: int = 2, ntu_denoising: Optional[NTUDenoising] = None) -> Dict[str, Any]:
     """Read any supported skeleton file into one pose sequence.
 
     Dispatches on the extension and, for JSON, on the content: ``.npy``, ``.npz``, NTU ``.skeleton``,
@@ -668,15 +846,19 @@ def load_pose_file(path: PathLike, layout: Optional[str] = None, sample: Union[i
         path: the file.
         layout: the skeleton layout of plain arrays (``.npy``/``.npz``); inferred from the joint count when it
             is unambiguous, otherwise ``"layout"`` is None and ``meta["layout_candidates"]`` lists the options.
-        sample: for pyskl files with several annotations, the index or ``frame_dir`` of the one to read.
-        max_persons: the number of persons kept (NTU: most moving; Kinetics: highest score per frame;
-            AlphaPose: highest-scoring tracks).
+        sample: for pyskl files with several annotations, the index or ``frame_dir`` of the one to read (a
+            string that is no ``frame_dir`` of the file but an integer is read as an index).
+        max_persons: the number of persons kept (NTU: the actors :func:`denoise_ntu_bodies` chooses, most moving
+            first; Kinetics: highest score per frame; AlphaPose: highest-scoring tracks).
+        ntu_denoising: how NTU bodies are denoised (:class:`NTUDenoising`; default: pyskl's selection, the one
+            ``datasets_scripts.ntu`` converts with).
 
     Returns:
         dict with ``poses`` float32 (M, T, J, C), ``layout`` (str or None), ``scores`` float32 (M, T, J) or None,
         and ``meta`` (``format``, ``units`` ("mm", "px" or None when unknown), ``source``, and format-specific
-        entries such as ``label``). 3D files are returned in millimetres, 2D ones in pixels (Kinetics' normalised
-        coordinates are scaled back to its 340x256 frames), as the converted datasets store them.
+        entries such as ``label``, or NTU's ``ntu_denoising``: what :func:`denoise_ntu_bodies` removed). 3D files
+        are returned in millimetres, 2D ones in pixels (Kinetics' normalised coordinates are scaled back to its
+        340x256 frames), as the converted datasets store them.
 
     Raises:
         ValueError: naming the file and the problem (unknown format, truncated, garbled, wrong encoding, ...).
@@ -686,16 +868,20 @@ def load_pose_file(path: PathLike, layout: Optional[str] = None, sample: Union[i
     if not os.path.isfile(path):
         raise ValueError(f"{path}: no such file")
     suffix = os.path.splitext(path)[1].lower()
+    if sample is not None and suffix not in (".pkl", ".pickle"):
+        raise ValueError(f"{path}: sample={sample!r} selects an annotation of a pyskl .pkl file; a {suffix or 'plain'} "
+                         "file holds one sample")
     meta: Dict[str, Any] = {"source": path}
     scores = None
     if suffix == ".skeleton":
         skeleton = read_ntu_skeleton(path)
         try:
-            poses = ntu_bodies_to_array(skeleton, max_persons) * 1000.0
+            selection = denoise_ntu_bodies(skeleton, max_persons, ntu_denoising)
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
+        poses = selection["poses"] * 1000.0
         layout = "ntu25"
-        meta.update(format="ntu_skeleton", units="mm")
+        meta.update(format="ntu_skeleton", units="mm", ntu_denoising=selection["removed"])
     elif suffix == ".npy":
         # The archive members' reader: a garbled header or truncated data is a ValueError naming the file, object
         # arrays go through the restricted unpickler (and are then refused as non-numeric).
@@ -780,8 +966,16 @@ def _pick_annotation(content, sample, path):
             raise ValueError(f"{path}: 'annotations' is empty or not a list")
         if sample is None:
             if len(annotations) != 1:
-                raise ValueError(f"{path}: holds {len(annotations)} annotations; pass sample=<index or frame_dir>")
+                raise ValueError(f"{path}: holds {len(annotations)} annotations; pass sample=<index or frame_dir> "
+                                 "(`ups predict --sample`)")
             return annotations[0]
+        if isinstance(sample, np.integer):
+            sample = int(sample)
+        if isinstance(sample, str) and re.fullmatch(r"[+-]?\d+", sample.strip()) and not any(
+                isinstance(a, dict) and a.get("frame_dir") == sample for a in annotations):
+            sample = int(sample)
+        if isinstance(sample, bool) or not isinstance(sample, (int, str)):
+            raise ValueError(f"{path}: sample must be an annotation index or a frame_dir, got {sample!r:.40}")
         if isinstance(sample, int):
             if not -len(annotations) <= sample < len(annotations):
                 raise ValueError(f"{path}: sample {sample} out of range for {len(annotations)} annotations")
@@ -791,7 +985,7 @@ def _pick_annotation(content, sample, path):
                 return annotation
         raise ValueError(f"{path}: no annotation with frame_dir {sample!r}")
     if isinstance(content, dict) and "keypoint" in content:
-        return content
+        return content if sample is None else _pick_annotation({"annotations": [content]}, sample, path)
     if isinstance(content, list) and content and isinstance(content[0], dict):
         return _pick_annotation({"annotations": content}, sample, path)
     raise ValueError(f"{path}: not a pyskl annotation file (expected a dict with 'annotations' or 'keypoint')")
@@ -828,6 +1022,11 @@ __all__ = [
     "load_json_file",
     "read_ntu_skeleton",
     "body_motion",
+    "NTU_BODY_RULES",
+    "NTU_REMOVALS",
+    "NTU_EMPTY_FRAMES",
+    "NTUDenoising",
+    "denoise_ntu_bodies",
     "ntu_bodies_to_array",
     "read_kinetics_skeleton_json",
     "top_persons_per_frame",

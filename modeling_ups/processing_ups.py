@@ -25,13 +25,29 @@ class UPSProcessor(ProcessorMixin):
         pose_estimation_target_frames (`int`, *optional*, defaults to 1):
             Frames `K` pose estimation predicts per clip (must equal `UPSConfig.pose_estimation_target_frames`):
             frame `(T - 1) // 2` of the original input for `K = 1`, else `K` consecutive frames around it.
+        pose_target_layouts (`dict[str, str]`, *optional*, defaults to `{}`):
+            Output layout of pose estimation for input layouts lifted to another skeleton, e.g.
+            `{"mpii16": "h36m17"}` (must equal `UPSConfig.pose_target_layouts`); targets and decoded poses are in
+            that layout. Layouts not listed are lifted to themselves.
     """
 
-    def __init__(self, feature_extractor, tokenizer, pose_estimation_target_frames: int = 1, **kwargs):
+    def __init__(self, feature_extractor, tokenizer, pose_estimation_target_frames: int = 1,
+                 pose_target_layouts: Optional[Dict[str, str]] = None, **kwargs):
         if int(pose_estimation_target_frames) < 1:
             raise ValueError(f"pose_estimation_target_frames must be positive, got {pose_estimation_target_frames}")
         self.pose_estimation_target_frames = int(pose_estimation_target_frames)
+        self.pose_target_layouts = {str(k): str(v) for k, v in (pose_target_layouts or {}).items()}
+        unknown = sorted({*self.pose_target_layouts, *self.pose_target_layouts.values()} - set(feature_extractor.layouts))
+        if unknown:
+            raise ValueError(
+                f"pose_target_layouts names layouts {unknown} that are not the feature extractor's layouts "
+                f"{feature_extractor.layouts}"
+            )
         super().__init__(feature_extractor, tokenizer, **kwargs)
+
+    def pose_target_layout(self, layout: str) -> str:
+        """Name of the layout pose estimation outputs for input given to the model in ``layout``."""
+        return self.pose_target_layouts.get(layout, layout)
 
     def __call__(
         self,
@@ -120,7 +136,7 @@ class UPSProcessor(ProcessorMixin):
                 f"sample {index}: target_poses have {target.shape[0]} frames but the input has "
                 f"{sample.num_input_frames}; targets must be aligned with the input frames"
             )
-        layout = LAYOUTS[sample.layout]
+        layout = LAYOUTS[self.pose_target_layout(sample.layout)]
         if target.shape[1] != layout.num_joints:
             source = LAYOUTS[sample.source_layout]
             if target.shape[1] != source.num_joints:
@@ -149,7 +165,8 @@ class UPSProcessor(ProcessorMixin):
                 `<s>` is skipped).
             task (`str` or `list[str]`): task of each sample (full name or shorthand).
             layout (`str` or `list`, *optional*): input layout, needed for pose estimation (defaults to the
-                feature extractor's `default_layout`); the output joints are in its model layout.
+                feature extractor's `default_layout`); the output joints are in the layout its model layout is
+                lifted to (`pose_target_layouts`; itself unless listed).
             scores (*optional*): logits over the vocabulary at the label step, `(B, V)`, or `generate`'s per-step
                 tuple (its first step is used). Gives `score` and `top_k` (softmax over label tokens only).
             top_k (`int`, defaults to 5): entries of `top_k`.
@@ -174,13 +191,13 @@ class UPSProcessor(ProcessorMixin):
                 name = layouts[b] or self.feature_extractor.default_layout
                 if name is None:
                     raise ValueError("post_process needs layout= to decode pose estimation (no default_layout set)")
-                model_layout = LAYOUTS[self.feature_extractor.model_layout(name)]
+                output_layout = LAYOUTS[self.pose_target_layout(self.feature_extractor.model_layout(name))]
                 keypoints = self.tokenizer.decode_pose(
-                    ids, model_layout.num_joints, num_frames=self.pose_estimation_target_frames, strict=False
+                    ids, output_layout.num_joints, num_frames=self.pose_estimation_target_frames, strict=False
                 )
                 results.append({
-                    "keypoints_3d": keypoints, "joint_names": list(model_layout.joint_names),
-                    "layout": model_layout.name, "units": "mm",
+                    "keypoints_3d": keypoints, "joint_names": list(output_layout.joint_names),
+                    "layout": output_layout.name, "units": "mm",
                 })
             else:
                 results.append(self._label_result(ids, None if probabilities is None else probabilities[b], top_k))
@@ -247,6 +264,9 @@ class UPSProcessor(ProcessorMixin):
             problems.append(f"layouts: model {model_layouts}, feature extractor {fe.layouts}")
         if list(config.tasks) != list(fe.tasks):
             problems.append(f"tasks: model {list(config.tasks)}, feature extractor {fe.tasks}")
+        model_targets = dict(getattr(config, "pose_target_layouts", None) or {})
+        if model_targets != self.pose_target_layouts:
+            problems.append(f"pose_target_layouts: model {model_targets}, processor {self.pose_target_layouts}")
         k = int(getattr(config, "pose_estimation_target_frames", 1))
         if k != self.pose_estimation_target_frames:
             problems.append(f"pose_estimation_target_frames: model {k}, processor {self.pose_estimation_target_frames}")

@@ -14,6 +14,9 @@ Joint orders follow the files users hold:
 - ``halpe26``: AlphaPose's Halpe-26 (COCO-17 plus head, neck, hip and 6 foot points).
 - ``kinect_v1_20``: Kinect v1 SDK order (NW-UCLA; MSR Action3D after reordering).
 - ``humaneva15``: VideoPose3D's HumanEva-I 15-joint layout.
+- ``mpii16``: the MPII Human Pose order of Stacked-Hourglass detections (VideoPose3D's ``sh_pt_mpii`` /
+  ``sh_ft_h36m`` 2D files). An input layout for lifting: its thorax, upper neck and head top are not Human3.6M's
+  spine, thorax, neck and head, so no joint conversion to ``h36m17`` is defined.
 """
 
 from dataclasses import dataclass, field
@@ -205,13 +208,31 @@ _HUMANEVA15 = _layout(
     description="HumanEva-I 15 joints in VideoPose3D order",
 )
 
+_MPII16 = _layout(
+    "mpii16",
+    [
+        "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle", "pelvis", "thorax",
+        "upper_neck", "head_top", "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow",
+        "left_wrist",
+    ],
+    [(0, 1), (1, 2), (2, 6), (5, 4), (4, 3), (3, 6), (7, 6), (8, 7), (9, 8), (10, 11), (11, 12), (12, 7),
+     (15, 14), (14, 13), (13, 7)],
+    root=(6,),
+    left=(3, 4, 5, 13, 14, 15),
+    right=(2, 1, 0, 12, 11, 10),
+    description="MPII Human Pose 16 joints (Stacked Hourglass; VideoPose3D sh_* 2D detections)",
+)
+
 LAYOUTS: Dict[str, SkeletonLayout] = {
     layout.name: layout
-    for layout in (_NTU25, _OPENPOSE18, _COCO17, _H36M17, _HALPE26, _KINECT_V1_20, _HUMANEVA15)
+    for layout in (_NTU25, _OPENPOSE18, _COCO17, _H36M17, _HALPE26, _KINECT_V1_20, _HUMANEVA15, _MPII16)
 }
 
-# Layouts a model is built for by default; their order gives the layout ids. Halpe-26 is an input-only
-# layout: the processor converts it to H36M-17 (or COCO-17) before the model sees it.
+# Layouts a model is built for by default; their order gives the layout ids (and the size of the model's
+# per-layout parameters). Halpe-26 is an input-only layout: the processor converts it to H36M-17 (or COCO-17)
+# before the model sees it. MPII-16 is an input layout for lifting: a model that takes it lists it in its layouts and
+# lifts it to H36M-17 (`UPSConfig.pose_target_layouts`); it is no default model layout, which would change the
+# default config's parameter shapes.
 MODEL_LAYOUTS: Tuple[str, ...] = ("ntu25", "openpose18", "coco17", "h36m17", "kinect_v1_20", "humaneva15")
 
 # Alternative names users type (pyskl and VideoPose3D spellings).
@@ -220,7 +241,7 @@ LAYOUT_ALIASES: Dict[str, str] = {
     "openpose": "openpose18", "coco18": "openpose18", "kinetics": "openpose18",
     "coco": "coco17", "h36m": "h36m17", "human36m": "h36m17", "halpe": "halpe26",
     "kinect_v1": "kinect_v1_20", "nw_ucla": "kinect_v1_20", "nw-ucla": "kinect_v1_20", "msr": "kinect_v1_20",
-    "humaneva": "humaneva15",
+    "humaneva": "humaneva15", "mpii": "mpii16",
 }
 
 

@@ -13,6 +13,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
 import benchmarks as B  # noqa: E402
+import peers as P  # noqa: E402
 import run_all  # noqa: E402
 from harness import PeakRSS, build_model, load_config, load_processor, make_raw_clips, measure  # noqa: E402
 
@@ -108,11 +109,85 @@ def test_targets_and_outputs(model, processor, tmp_path):
     sections = [B.bench_recognition(model, processor, batch_sizes=(16,), frames=4, **FAST),
                 B.bench_flops(model, batch=2, frames=8, matmul_size=64, **FAST)]
     targets = {t["key"]: t for t in run_all.check_targets(sections)}
-    assert targets["recognition_samples_per_s"]["met"] == (sections[0]["rows"][0]["rate"] >= 12.7)
-    assert targets["lifting_seq_per_s"]["met"] is None  # section not run
+    ratio = sections[0]["ratios"][16]["generate_over_forward"]
+    assert targets["generate_over_forward"]["met"] == (ratio <= 1.2)
+    assert targets["lifting_cache_speedup"]["met"] is None  # section not run
+    assert targets["recognition_over_ctr_gcn"]["met"] is None  # no peers section: nothing typed in stands for it
     result = {"environment": {**run_all.environment(), "config": "tiny", "parameters_m": 0.1, "precision": "fp32",
                               "compile": False, "quick": True, "load_average_end": [0, 0, 0], "duration_s": 1.0},
               "sections": sections, "targets": list(targets.values())}
     text = run_all.markdown(result)
-    assert "| recognition generate() end to end, batch 16 (samples/s) |" in text
+    assert "| recognition generate() / one plain forward, batch 16 |" in text
     assert "## Encoder FLOPs and efficiency" in text
+
+
+# ------------------------------------------------------------------------------------------------ bench/peers.py
+
+
+def _peer_row(key, side, protocol, rate, best_rate=None):
+    return {"key": key, "side": side, "protocol": protocol, "rate": rate, "best_rate": best_rate or rate}
+
+
+def test_peers_ratios_come_from_the_measured_rows():
+    rows = [_peer_row("ctr_gcn", "peer", "recognition", 8.0, 10.0), _peer_row("st_gcn", "peer", "recognition", 4.0),
+            _peer_row("ups_base", "UPS", "recognition", 20.0, 22.0),
+            _peer_row("videopose3d_243_windows", "peer", "lifting", 400.0),
+            _peer_row("videopose3d_243_sequence", "peer", "lifting", 5000.0),
+            _peer_row("ups_base", "UPS", "lifting", 100.0)]
+    ratios = {(r["protocol"], r["ups"], r["peer"]): r for r in P.compute_ratios(rows)}
+    assert set(ratios) == {("recognition", "ups_base", "ctr_gcn"), ("recognition", "ups_base", "st_gcn"),
+                           ("lifting", "ups_base", "videopose3d_243_windows"),
+                           ("lifting", "ups_base", "videopose3d_243_sequence")}  # never across protocols
+    assert ratios[("recognition", "ups_base", "ctr_gcn")]["ratio"] == pytest.approx(2.5)
+    assert ratios[("recognition", "ups_base", "ctr_gcn")]["best_ratio"] == pytest.approx(2.2)
+    assert "UPS faster" in ratios[("recognition", "ups_base", "st_gcn")]["text"]
+    assert "peer 4.0x faster" in ratios[("lifting", "ups_base", "videopose3d_243_windows")]["text"]
+    targets = {(t["ups"], t["peer"]): t for t in P.check_targets(list(ratios.values()))}
+    assert targets[("ups_base", "ctr_gcn")]["met"] is True  # 2.5 >= 2.5
+    assert targets[("ups_base", "videopose3d_243_windows")]["met"] is False
+    assert targets[("ups_base", "videopose3d_243_sequence")]["measured"] == pytest.approx(0.02)
+    assert all(t["met"] is None for t in P.check_targets([]))  # nothing measured, nothing claimed
+
+    section = {"name": "peers", "quick": False, "ratios": list(ratios.values())}
+    figures = run_all.measured_figures([section])
+    assert figures["recognition_over_ctr_gcn"] == pytest.approx(2.5)
+    assert figures["lifting_over_videopose3d_243"] == pytest.approx(0.25)
+    assert run_all.measured_figures([dict(section, quick=True)])["recognition_over_ctr_gcn"] is None
+
+
+def test_peers_ratio_compares_the_rounds_both_rows_ran():
+    # The slow UPS row ran rounds 1-2 only, while the machine was busy; the peer ran 4 rounds, the last 2 quiet.
+    ups = dict(_peer_row("ups_base", "UPS", "lifting", 0.0), batch=100, times_s=[10.0, 20.0])
+    peer = dict(_peer_row("videopose3d_243_windows", "peer", "lifting", 0.0), batch=100, times_s=[2.0, 4.0, 1.0, 1.0])
+    (ratio,) = P.compute_ratios([ups, peer])
+    assert ratio["ratio"] == pytest.approx((100 / 15.0) / (100 / 3.0)) and ratio["rounds"] == 2
+    assert ratio["best_ratio"] == pytest.approx((100 / 10.0) / (100 / 2.0))
+    assert ratio["peer_rate_in_those_rounds"] == pytest.approx(100 / 3.0)
+
+
+def test_peers_are_skipped_without_their_folder(tmp_path):
+    found, notes = P.load_peers(None)
+    assert found == {} and "no --peers folder" in notes[0]
+    found, notes = P.load_peers(str(tmp_path))
+    assert found == {} and len(notes) == 2 and all("does not exist" in n for n in notes)
+    (tmp_path / "pyskl").mkdir()  # a folder that is no pyskl checkout: skipped with the reason, not a crash
+    found, notes = P.load_peers(str(tmp_path))
+    assert found == {} and any("not a pyskl checkout" in n for n in notes)
+
+
+def test_peers_runner_times_ups_alone_without_peers():
+    plan = {"recognition": {"batch": 2, "persons": 2, "frames": 8}, "lifting": {"frames": 3}, "repeats": 1,
+            "slow_repeats": 1, "ups_base_window": 9, "ups_tiny_window": 5, "flop_frames": 2, "count_flops": False,
+            "matmul_size": 128}
+    result = P.measure_side_by_side(None, plan=plan, overrides=TINY, log=lambda line: None)
+    assert [(r["side"], r["protocol"], r["key"]) for r in result["rows"]] == [
+        ("UPS", "recognition", "ups_base"), ("UPS", "lifting", "ups_base"), ("UPS", "lifting", "ups_tiny")]
+    assert result["ratios"] == [] and all(t["met"] is None for t in result["targets"])
+    assert any("peer rows skipped" in n for n in result["notes"])
+    for row in result["rows"]:
+        assert row["rate"] == pytest.approx(row["batch"] / (row["median_ms"] / 1e3)) and "gflop_per_item" not in row
+    env = result["environment"]
+    assert env["matmul_gflops"]["start"] > 0 and env["matmul_gflops"]["end"] > 0 and env["peers"] == {}
+    json.dumps(result)
+    assert "## Targets (issue 16)" in P.markdown(result)
+    assert run_all.measured_figures([P.as_section(result)])["recognition_over_ctr_gcn"] is None

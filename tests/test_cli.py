@@ -13,6 +13,7 @@ from transformers import pipeline
 
 from modeling_ups.cli import main
 from modeling_ups.utils.hub import missing_hub_files
+from skeleton_files import write_pyskl_pickle
 from ups_checkpoint import (LABELS, motion, save_checkpoint, single_thread, tiny_model, tiny_processor,  # noqa: F401
                             write_ntu_skeleton)
 
@@ -36,13 +37,19 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("inputs")
-    joints_m = motion(12, 25, 3, persons=2, seed=1, scale=0.5) + np.array([0.0, 0.2, 3.0])
+    # Two bodies taller than wide, tracked in every frame: NTU denoising keeps both (pose_io.NTUDenoising).
+    joints_m = motion(12, 25, 3, persons=2, seed=1, scale=0.5) * np.array([0.4, 1.0, 1.0]) + np.array([0.0, 0.2, 3.0])
+    annotations = [{"frame_dir": f"S001C001P001R001A00{i + 1}", "label": i, "total_frames": 10,
+                    "keypoint": motion(10, 25, 3, persons=1 + i % 2, seed=20 + i, scale=0.5).astype(np.float16)}
+                   for i in range(3)]
+    write_pyskl_pickle(folder / "ntu60_3danno.pkl", annotations,
+                       {"xsub_train": [a["frame_dir"] for a in annotations[:2]], "xsub_val": ["S001C001P001R001A003"]})
     np.save(folder / "h36m_2d.npy", motion(9, 17, 2, persons=None, seed=2).astype(np.float32))
     np.save(folder / "eleven_joints.npy", motion(9, 11, 3, persons=None, seed=3).astype(np.float32))
     (folder / "notes.txt").write_text("not a skeleton\n")
     return {"skeleton": write_ntu_skeleton(folder / "S001C001P001R001A001.skeleton", joints_m),
             "h36m": folder / "h36m_2d.npy", "eleven": folder / "eleven_joints.npy", "text": folder / "notes.txt",
-            "joints_m": joints_m}
+            "joints_m": joints_m, "pyskl": folder / "ntu60_3danno.pkl", "annotations": annotations}
 
 
 def run_main(capsys, *argv):
@@ -61,6 +68,20 @@ def test_predict_prints_the_top_labels_as_json(capsys, checkpoint, files):
     assert len(record["predictions"]) == 3 and all(p["label"] in LABELS for p in record["predictions"])
     expected = pipeline("pose-sequence-modeling", model=tiny_model(), processor=tiny_processor())(
         files["joints_m"], top_k=3)
+    assert [p["label"] for p in record["predictions"]] == [e["label"] for e in expected]
+    np.testing.assert_allclose([p["score"] for p in record["predictions"]], [e["score"] for e in expected],
+                               atol=1e-5)
+
+
+@pytest.mark.parametrize("sample", ["1", "S001C001P001R001A002", "-2"])
+def test_predict_one_annotation_of_a_pyskl_file(capsys, checkpoint, files, sample):
+    status, out, err = run_main(capsys, "predict", files["pyskl"], "--sample", sample, "--model", checkpoint,
+                                "--top-k", 3)
+    assert status == 0, err
+    record = json.loads(out)
+    assert record["input"] == str(files["pyskl"]) and record["sample"] == sample and len(record["predictions"]) == 3
+    chosen = files["annotations"][1]["keypoint"].astype(np.float32) * 1000.0  # pyskl keeps Kinect metres
+    expected = pipeline("pose-sequence-modeling", model=tiny_model(), processor=tiny_processor())(chosen, top_k=3)
     assert [p["label"] for p in record["predictions"]] == [e["label"] for e in expected]
     np.testing.assert_allclose([p["score"] for p in record["predictions"]], [e["score"] for e in expected],
                                atol=1e-5)
@@ -96,6 +117,10 @@ def test_predict_early_action_prediction(capsys, checkpoint, files):
     ("ratio 0", ["skeleton", "--task", "early_action_prediction", "--observation-ratio", "0"],
      "observation_ratio must be in (0, 1]"),
     ("missing file", ["missing"], "no such file"),
+    ("pyskl file without --sample", ["pyskl"], "holds 3 annotations; pass sample=<index or frame_dir>"),
+    ("unknown frame_dir", ["pyskl", "--sample", "S009"], "no annotation with frame_dir 'S009'"),
+    ("index out of range", ["pyskl", "--sample", "3"], "sample 3 out of range for 3 annotations"),
+    ("--sample for a single-sample file", ["skeleton", "--sample", "0"], "selects an annotation of a pyskl .pkl"),
 ])
 def test_bad_input_gives_one_clear_line(capsys, checkpoint, files, case, options, message):
     argv = [str(files[options[0]]) if options[0] in files else options[0]] + options[1:]
@@ -137,6 +162,14 @@ def test_export_hub_writes_a_complete_folder(capsys, checkpoint, tmp_path):
     assert metrics["top-1 accuracy (%)"] == pytest.approx(42.5) and metrics["MPJPE (mm)"] == pytest.approx(187.5)
     assert 'pipeline(model="org/ups-tiny", trust_remote_code=True)' in card
     assert all(label in card for label in LABELS)
+
+
+def test_export_hub_names_a_broken_results_file_once(capsys, checkpoint, tmp_path):
+    (tmp_path / "results.json").write_text('{"steps": "10')
+    status, _, err = run_main(capsys, "export-hub", checkpoint, "--output", tmp_path / "hub", "--results",
+                              tmp_path / "results.json")
+    assert status == 1 and "invalid JSON (Unterminated string starting at: line 1 column 11)" in err
+    assert "at at" not in err
 
 
 def test_export_hub_refuses_bad_folders(capsys, checkpoint, tmp_path):

@@ -15,8 +15,10 @@ from datasets import load_from_disk
 from datasets_scripts import cli, kinetics, msr_action3d, ntu, nw_ucla, pyskl, videopose3d
 from datasets_scripts.common import REPORT_FILE, ConversionError, is_complete_dataset
 from datasets_scripts.schema import REQUIRED_COLUMNS, to_persons_first
-from skeleton_files import (PAYLOADS, kinetics_skeleton, malicious_npz, ntu_body, payload, write_kinetics_clip,
-                            write_msr, write_ntu_skeleton, write_nw_ucla, write_pyskl_pickle, write_videopose3d_npz)
+from modeling_ups.skeletons import convert_layout, get_layout
+from skeleton_files import (PAYLOADS, kinetics_skeleton, malicious_npz, noisy_ntu_frames, ntu_body, ntu_person,
+                            payload, write_kinetics_clip, write_msr, write_ntu_skeleton, write_nw_ucla,
+                            write_pyskl_pickle, write_videopose3d_npz)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,12 +91,46 @@ def test_ntu120_xset_and_custom_missing_list(ntu_dir, tmp_path):
     report = ntu.convert_ntu([ntu_dir], tmp_path / "ntu120", variant="ntu120", benchmarks=["xset"],
                              missing_list=missing)
     assert report.converted == 5  # S018...A061 and the official-list sample are in; our listed one is out
+    assert report.excluded == {"missing-skeleton list missing.txt (--missing_list)": 1}
     data = _load(tmp_path / "ntu120")  # one benchmark: the DatasetDict sits at the output folder itself
     assert sorted(data["train"]["sample_id"]) == ["S002C003P002R002A060", "S018C001P045R001A061"]
     assert data["train"].features["label"].num_classes == 120
     assert ntu.ntu_split("S001C001P045R001A001", "xsub", "ntu120") == "train"
     assert ntu.ntu_split("S001C001P045R001A001", "xsub", "ntu60") == "test"
     assert len(ntu.NTU120_TRAIN_SUBJECTS) == 53 and len(ntu.NTU_CLASSES) == 120
+
+
+def test_ntu_denoising_selects_the_actors_and_reports_each_rule(tmp_path):
+    folder = tmp_path / "nturgb+d_skeletons"
+    folder.mkdir()
+    write_ntu_skeleton(folder / "S001C001P001R001A050.skeleton", noisy_ntu_frames())
+    write_ntu_skeleton(folder / "S001C001P003R001A001.skeleton",  # one clean actor: nothing to remove
+                       [[("72057594037931101", ntu_person(t, wave=0.3))] for t in range(20)])
+    ntu.convert_ntu([folder], tmp_path / "ntu60", variant="ntu60", benchmarks=["xsub"])
+    row = next(r for r in _load(tmp_path / "ntu60")["train"] if r["sample_id"] == "S001C001P001R001A050")
+    poses = to_persons_first(row["poses"])
+    assert poses.shape == (2, 58, 25, 3) and row["num_persons"] == 2
+    np.testing.assert_allclose(poses[0], [ntu_person(t, x=-0.9, walk=0.02) * 1000 for t in range(2, 60)], rtol=1e-5)
+    np.testing.assert_allclose(poses[1], [ntu_person(t, x=0.8, wave=0.3) * 1000 for t in range(2, 60)], rtol=1e-5)
+    denoising = _report(tmp_path / "ntu60")["ntu_denoising"]
+    assert denoising["settings"] == {"rules": ["length", "spread"], "length_threshold": 11, "spread_ratio": 0.8,
+                                     "spread_noise_ratio": 0.69754, "motion_range": [0.089925, 2.0],
+                                     "empty_frames": "trim", "max_bodies": 2}
+    noisy = ["S001C001P001R001A050.skeleton"]
+    assert denoising["removed"] == {
+        "length": {"bodies": 1, "frames": 4, "files": noisy}, "spread": {"bodies": 1, "frames": 44, "files": noisy},
+        "motion": {"bodies": 0, "frames": 0, "files": []}, "slots": {"bodies": 0, "frames": 0, "files": []},
+        "untracked_frames": {"bodies": 0, "frames": 2, "files": noisy},
+        "noise_only_frames": {"bodies": 0, "frames": 4, "files": noisy}}
+
+    # Every rule is an option: without body rules the variance ranking keeps the noise and loses actor B.
+    assert cli.main(["ntu", "--skeletons_dir", str(folder), "--benchmark", "xsub", "--denoise_rules",
+                     "--empty_frames", "drop", "--output_dir", str(tmp_path / "raw")]) == 0
+    raw = _report(tmp_path / "raw")["ntu_denoising"]
+    assert raw["settings"]["rules"] == [] and raw["removed"]["slots"]["bodies"] == 2
+    assert raw["removed"]["length"]["bodies"] == raw["removed"]["spread"]["bodies"] == 0
+    assert cli.main(["ntu", "--skeletons_dir", str(folder), "--spread_noise_ratio", "1.5", "--output_dir",
+                     str(tmp_path / "bad")]) == 1
 
 
 @pytest.mark.parametrize("name, classes", [
@@ -167,6 +203,13 @@ def test_pyskl_2d_hrnet(tmp_path):
     assert row["image_size"].tolist() == [1920, 1080] and list(row["tasks"]) == ["action_recognition_2d"]
     np.testing.assert_allclose(to_persons_first(row["confidences"]), anns[2]["keypoint_score"].astype(np.float32))
     assert data["train"].features["label"].names == ["class_0", "class_1", "class_2"]
+
+
+def test_pyskl_names_an_npz_as_not_a_pickle(tmp_path):
+    np.savez(tmp_path / "ntu60_3danno.npz", keypoint=np.zeros((1, 4, 25, 3)))
+    with pytest.raises(ConversionError, match="ntu60_3danno.npz: not a pickle but a zip archive") as info:
+        pyskl.convert_pyskl(tmp_path / "ntu60_3danno.npz", tmp_path / "out")
+    assert "persistent" not in str(info.value)
 
 
 @pytest.mark.parametrize("kind", PAYLOADS)
@@ -257,6 +300,69 @@ def test_videopose3d_h36m(tmp_path):
     photo = next(r for r in data["train"] if r["sample_id"].startswith("S1/TakingPhoto"))
     assert data["train"].features["label"].int2str(int(photo["label"])) == "Photo"
     assert list(row["tasks"]) == ["pose_estimation_3d"]
+
+
+# Each 2D source of VideoPose3D's DATASETS.md: (joints in its arrays, the layout they are in, the layout the row
+# stores them in, the layout_2d column or None when that is the 3D layout).
+VIDEOPOSE3D_SOURCES = {
+    "gt": (17, "h36m17", "h36m17", None),  # no layout_name
+    "cpn_ft_h36m_dbb": (17, "h36m17", "h36m17", None),
+    "detectron_ft_h36m": (17, "h36m17", "h36m17", None),
+    "detectron_pt_coco": (17, "coco17", "h36m17", None),  # converted (MotionBERT's coco2h36m)
+    "sh_pt_mpii": (16, "mpii16", "mpii16", "mpii16"),  # no layout_name; kept: no MPII -> H36M conversion exists
+    "sh_ft_h36m": (16, "mpii16", "mpii16", "mpii16"),
+}
+
+
+@pytest.mark.parametrize("source", sorted(VIDEOPOSE3D_SOURCES))
+def test_videopose3d_every_2d_source_converts(tmp_path, source):
+    """Each source's file carries exactly the metadata VideoPose3D's preparation script writes for it."""
+    num_joints, source_layout, stored, layout_2d = VIDEOPOSE3D_SOURCES[source]
+    rng = np.random.default_rng(3)
+    positions = {s: {"Walking 1": (rng.normal(0.0, 0.3, size=(10, 32, 3)) + [0, 0, 1]).astype(np.float32)}
+                 for s in ("S1", "S9")}  # a train and a test subject (an empty split cannot be loaded back)
+    positions_2d = {s: {"Walking 1": [rng.uniform(0, 1000, (11, num_joints, 2)).astype(np.float32)
+                                      for _ in range(4)]} for s in positions}
+    path_2d = tmp_path / f"data_2d_h36m_{source}.npz"
+    write_videopose3d_npz(tmp_path / "data_3d_h36m.npz", positions, path_2d, positions_2d, source=source)
+    report = videopose3d.convert_videopose3d(tmp_path / "data_3d_h36m.npz", tmp_path / "out", positions_2d=path_2d)
+    assert report.converted == 8 and not report.skipped
+    assert _report(tmp_path / "out")["layouts"] == {"layout_3d": "h36m17", "layout_2d_source": source_layout,
+                                                    "layout_2d": stored}
+    data = _load(tmp_path / "out")
+    row = next(r for r in data["train"] if r["sample_id"] == "S1/Walking 1/55011271")  # camera 1
+    assert row["layout"] == "h36m17" and row["poses"].shape == (10, 1, 17, 3)
+    assert row["poses_2d"].shape == (10, 1, get_layout(stored).num_joints, 2)
+    expected = positions_2d["S1"]["Walking 1"][1][:10]  # cut to the 3D length
+    if source_layout != stored:
+        expected = convert_layout(expected, source_layout, stored)
+    np.testing.assert_allclose(row["poses_2d"][:, 0], expected, rtol=1e-6)
+    assert ("layout_2d" in data["train"].column_names) == (layout_2d is not None)
+    if layout_2d is not None:
+        assert row["layout_2d"] == layout_2d
+
+
+def test_videopose3d_keeps_a_detector_layout_on_request_and_names_bad_metadata(tmp_path):
+    rng = np.random.default_rng(4)
+    positions = {s: {"Directions": (rng.normal(0.0, 0.3, size=(6, 32, 3)) + [0, 0, 1]).astype(np.float32)}
+                 for s in ("S1", "S9")}
+    coco = {s: {"Directions": [rng.uniform(0, 1000, (6, 17, 2)).astype(np.float32) for _ in range(4)]}
+            for s in positions}
+    path_2d = tmp_path / "data_2d_h36m_detectron_pt_coco.npz"
+    write_videopose3d_npz(tmp_path / "data_3d_h36m.npz", positions, path_2d, coco, source="detectron_pt_coco")
+    videopose3d.convert_videopose3d(tmp_path / "data_3d_h36m.npz", tmp_path / "kept", positions_2d=path_2d,
+                                    keep_2d_layout=True)
+    row = _load(tmp_path / "kept")["test"][0]
+    assert row["layout_2d"] == "coco17" and row["poses_2d"].shape == (6, 1, 17, 2)
+    np.testing.assert_allclose(row["poses_2d"][:, 0], coco["S9"]["Directions"][0])
+    for joints, metadata, match in (
+            (20, {"layout_name": "humaneva20", "num_joints": 20}, "'humaneva20' is not supported"),
+            (15, {"num_joints": 15}, "no layout_name and h36m 2D files with 15 joints"),
+            (17, {"layout_name": "mpii", "num_joints": 16}, "metadata says 16 joints, the keypoints have 17")):
+        keypoints = {s: {"Directions": [np.zeros((6, joints, 2), np.float32)] * 4} for s in positions}
+        write_videopose3d_npz(tmp_path / "data_3d_h36m.npz", positions, path_2d, keypoints, metadata=metadata)
+        with pytest.raises(ConversionError, match=match):
+            videopose3d.convert_videopose3d(tmp_path / "data_3d_h36m.npz", tmp_path / "bad", positions_2d=path_2d)
 
 
 def test_videopose3d_projects_when_no_2d_file(tmp_path):
@@ -452,6 +558,17 @@ def test_rerun_needs_overwrite_and_cli_dispatch(tmp_path):
     assert cli.main(argv + ["--overwrite"]) == 0
     assert _report(tmp_path / "out")["converted"] == 9
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []  # no staging left behind
+
+
+def test_a_split_without_rows_loads_back_empty(tmp_path):
+    # Views 1 and 2 only: NW-UCLA's cross-view test view (3) is absent, so the test split has no rows.
+    _tiny_ucla_folder(tmp_path / "all_sqe", 6)
+    for path in (tmp_path / "all_sqe").glob("*_v03.json"):
+        path.unlink()
+    nw_ucla.convert_nw_ucla(tmp_path / "all_sqe", tmp_path / "out")
+    data = load_from_disk(str(tmp_path / "out"))
+    assert (len(data["train"]), len(data["test"])) == (4, 0)
+    assert data["test"].features == data["train"].features
 
 
 def test_empty_input_writes_nothing(tmp_path):

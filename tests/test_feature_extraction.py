@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from modeling_ups import UPSConfig, UPSFeatureExtractor
-from modeling_ups.feature_extraction_ups import resolve_task, uniform_frame_indices
+from modeling_ups.feature_extraction_ups import DEFAULT_LAYOUT_CONVERSIONS, resolve_task, uniform_frame_indices
 from modeling_ups.skeletons import LAYOUTS, MODEL_LAYOUTS, convert_layout
 
 
@@ -174,13 +174,23 @@ def test_persons_are_ranked_by_confidence_when_given():
 
 # ---------------------------------------------------------------- layouts
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
-def test_every_layout_gives_model_shaped_inputs(extractor, layout):
+def test_every_layout_gives_model_shaped_inputs(layout):
+    # A layout that is neither a default model layout nor convertible to one (MPII-16, an input layout for lifting
+    # to H36M-17) is taken by an extractor built with it among its layouts.
+    layouts = list(MODEL_LAYOUTS) if layout in MODEL_LAYOUTS or layout in DEFAULT_LAYOUT_CONVERSIONS else [
+        *MODEL_LAYOUTS, layout]
+    extractor = UPSFeatureExtractor(layouts=layouts)
     num_joints = LAYOUTS[layout].num_joints
     out = extractor(skeleton(9, num_joints), layout=layout)
     target = extractor.model_layout(layout)
     assert out["pose_values"].shape == (1, 2, 9, LAYOUTS[target].num_joints, 3)
-    assert out["layout_ids"].tolist() == [list(MODEL_LAYOUTS).index(target)]
+    assert out["layout_ids"].tolist() == [layouts.index(target)]
     assert torch.isfinite(out["pose_values"]).all() and out["pose_values"].abs().sum() > 0
+
+
+def test_a_layout_outside_the_model_layouts_is_refused_by_name(extractor):
+    with pytest.raises(ValueError, match="mpii16"):
+        extractor(skeleton(9, 16), layout="mpii16")
 
 
 def test_layout_is_inferred_from_the_joint_count_or_refused(extractor):

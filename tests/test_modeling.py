@@ -204,9 +204,12 @@ def test_features_of_padding_are_zero_after_every_layer(model, config):
     outputs = []
 
     def record(module, args, out):
-        # Tokenizer layers get (features, context, output context); encoder blocks (features, context, bias).
-        context = args[2] if isinstance(module, UPSTokenizerLayer) else args[1]
-        outputs.append((out, context.feature_mask))
+        # Tokenizer layers get (features, context, output context) and return features; encoder blocks get
+        # (features, context, bias) and return (features, attention weights).
+        if isinstance(module, UPSTokenizerLayer):
+            outputs.append((out, args[2].feature_mask))
+        else:
+            outputs.append((out[0], args[1].feature_mask))
 
     encoder = model.get_encoder()
     modules = list(encoder.joint_tokenizer.layers) + [b for layer in encoder.layers for b in layer.blocks]

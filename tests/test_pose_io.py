@@ -10,8 +10,9 @@ import pytest
 
 from modeling_ups import pose_io
 from modeling_ups.pose_io import UnsafePickleError, load_pose_file, safe_load_npz, safe_load_pickle
-from skeleton_files import (PAYLOAD_GLOBALS, PAYLOADS, kinetics_skeleton, malicious_npz, ntu_body, payload,
-                            write_kinetics_clip, write_ntu_skeleton, write_nw_ucla, write_pyskl_pickle)
+from skeleton_files import (NOISY_NTU_IDS, PAYLOAD_GLOBALS, PAYLOADS, kinetics_skeleton, malicious_npz,
+                            noisy_ntu_frames, ntu_body, ntu_furniture, ntu_person, payload, write_kinetics_clip,
+                            write_ntu_skeleton, write_nw_ucla, write_pyskl_pickle)
 
 # ------------------------------------------------------------------------------------------------------------------
 # NTU .skeleton
@@ -49,6 +50,99 @@ def test_ntu_bodies_most_moving_first_and_empty_frames_dropped(two_body_skeleton
     np.testing.assert_allclose(poses[1, 1:, 0, 0], [1.0, 1.0])
     one = pose_io.ntu_bodies_to_array(pose_io.read_ntu_skeleton(two_body_skeleton), max_bodies=1)
     assert one.shape == (1, 3, 25, 3)
+
+
+@pytest.fixture
+def noisy_skeleton(tmp_path):
+    path = tmp_path / "S001C001P001R001A050.skeleton"  # A50: punching/slapping other person, an interaction
+    write_ntu_skeleton(path, noisy_ntu_frames())
+    return path
+
+
+def test_ntu_denoising_keeps_both_actors_in_motion_order(noisy_skeleton):
+    skeleton = pose_io.read_ntu_skeleton(noisy_skeleton)
+    bodies = {b["body_id"]: b for b in skeleton["bodies"]}
+    motion = {name: pose_io.body_motion(bodies[i]["joints"]) for name, i in NOISY_NTU_IDS.items()}
+    # The fixture is what it claims: the spurious body has the largest variance, the object the second largest,
+    # actor A moves more than either fragment of actor B.
+    assert motion["clutter"] > motion["furniture"] > motion["actor_a"] > motion["actor_b"] > motion["actor_b_again"]
+    assert len(bodies[NOISY_NTU_IDS["clutter"]]["frame_index"]) == 4
+
+    selection = pose_io.denoise_ntu_bodies(skeleton, max_bodies=2)
+    ids = NOISY_NTU_IDS
+    assert selection["slots"] == [[ids["actor_a"]], [ids["actor_b"], ids["actor_b_again"]]]
+    np.testing.assert_array_equal(selection["frame_index"], np.arange(2, 60))  # no-body and object-only frames out
+    poses = selection["poses"]
+    assert poses.shape == (2, 58, 25, 3)
+    np.testing.assert_allclose(poses[0], [ntu_person(t, x=-0.9, walk=0.02) for t in range(2, 60)], atol=1e-6)
+    np.testing.assert_allclose(poses[1], [ntu_person(t, x=0.8, wave=0.3) for t in range(2, 60)], atol=1e-6)
+    removed = {rule: (entry["bodies"], entry["frames"]) for rule, entry in selection["removed"].items()}
+    assert removed == {"length": ([NOISY_NTU_IDS["clutter"]], 4), "spread": ([NOISY_NTU_IDS["furniture"]], 44),
+                       "motion": ([], 0), "slots": ([], 0), "untracked_frames": ([], 2), "noise_only_frames": ([], 4)}
+
+    # The user-file path gives the same selection, in millimetres.
+    loaded = load_pose_file(noisy_skeleton)
+    np.testing.assert_allclose(loaded["poses"], poses * 1000.0, rtol=1e-6)
+    assert loaded["meta"]["ntu_denoising"]["length"]["bodies"] == [NOISY_NTU_IDS["clutter"]]
+
+
+def test_ntu_without_denoising_the_spurious_body_takes_slot_0(noisy_skeleton):
+    """Ranking by variance alone (the behaviour the rules fix): the 4-frame body and the object lead, B is lost."""
+    selection = pose_io.denoise_ntu_bodies(pose_io.read_ntu_skeleton(noisy_skeleton), 2, pose_io.NTUDenoising(rules=()))
+    assert selection["slots"] == [[NOISY_NTU_IDS["clutter"], NOISY_NTU_IDS["furniture"]], [NOISY_NTU_IDS["actor_a"]]]
+    assert selection["removed"]["slots"]["bodies"] == [NOISY_NTU_IDS["actor_b"], NOISY_NTU_IDS["actor_b_again"]]
+
+
+@pytest.mark.parametrize("mode, frames", [("trim", list(range(0, 35))), ("keep", list(range(0, 40))),
+                                          ("drop", list(range(0, 15)) + list(range(20, 35)))])
+def test_ntu_frames_where_only_removed_bodies_were(tmp_path, mode, frames):
+    """Actors in frames 0-14 and (new body IDs) 20-34; an object, removed by the spread rule, in frames 10-39."""
+    clip = []
+    for t in range(40):
+        bodies = [(f"{1 + (t >= 20)}", ntu_person(t, x=-0.8, walk=0.01)), (f"{3 + (t >= 20)}", ntu_person(t, x=0.8))]
+        clip.append((bodies if t < 15 or 20 <= t < 35 else []) + ([("9", ntu_furniture(t))] if t >= 10 else []))
+    write_ntu_skeleton(tmp_path / "clip.skeleton", clip)
+    selection = pose_io.denoise_ntu_bodies(pose_io.read_ntu_skeleton(tmp_path / "clip.skeleton"), 2,
+                                           pose_io.NTUDenoising(empty_frames=mode))
+    assert selection["slots"] == [["1", "2"], ["3", "4"]] and selection["removed"]["spread"]["bodies"] == ["9"]
+    assert selection["frame_index"].tolist() == frames
+    assert selection["removed"]["noise_only_frames"]["frames"] == 40 - len(frames)
+    empty = ~np.abs(selection["poses"]).reshape(2, len(frames), -1).any(axis=(0, 2))
+    assert selection["frame_index"][empty].tolist() == [t for t in frames if 15 <= t < 20 or t >= 35]
+
+
+def test_ntu_motion_rule_and_full_slots(tmp_path):
+    """A small, nearly still object standing upright (not caught by length or spread) competes with two actors."""
+    clip = [[("1", ntu_person(t, walk=0.02)), ("2", ntu_person(t, x=1.0, wave=0.3)),
+             ("3", ntu_person(t, x=-1.5) * [0.1, 0.1, 1.0])] for t in range(30)]
+    write_ntu_skeleton(tmp_path / "clip.skeleton", clip)
+    skeleton = pose_io.read_ntu_skeleton(tmp_path / "clip.skeleton")
+    assert pose_io.body_motion(skeleton["bodies"][2]["joints"]) < 0.089925
+    default = pose_io.denoise_ntu_bodies(skeleton, 2)
+    assert default["slots"] == [["1"], ["2"]] and default["removed"]["slots"] == {"bodies": ["3"], "frames": 30}
+    with_motion = pose_io.denoise_ntu_bodies(skeleton, 2, pose_io.NTUDenoising(rules=("length", "spread", "motion")))
+    assert with_motion["removed"]["motion"] == {"bodies": ["3"], "frames": 30}
+    assert with_motion["removed"]["slots"]["bodies"] == []
+    three = pose_io.denoise_ntu_bodies(skeleton, 3)
+    assert three["slots"] == [["1"], ["2"], ["3"]] and three["poses"].shape == (3, 30, 25, 3)
+
+
+def test_ntu_rules_never_remove_every_body(tmp_path):
+    """Two short, flat bodies: length and spread would remove both, so they remove none (pyskl stops there)."""
+    clip = [[("1", ntu_furniture(t)), ("2", ntu_furniture(t, z=5.0) + [0.0, 0.01 * t, 0.0])] for t in range(5)]
+    write_ntu_skeleton(tmp_path / "clip.skeleton", clip)
+    selection = pose_io.denoise_ntu_bodies(pose_io.read_ntu_skeleton(tmp_path / "clip.skeleton"), 2)
+    assert selection["slots"] == [["2"], ["1"]]  # the moving one first
+    assert all(not entry["bodies"] for entry in selection["removed"].values())
+
+
+@pytest.mark.parametrize("kwargs, match", [({"rules": ("length", "size")}, "rules must be distinct names"),
+                                           ({"empty_frames": "fill"}, "empty_frames must be one of"),
+                                           ({"spread_noise_ratio": 0}, "spread_noise_ratio in"),
+                                           ({"motion_range": (2.0, 1.0)}, "motion_range must be")])
+def test_ntu_denoising_settings_are_checked(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        pose_io.NTUDenoising(**kwargs)
 
 
 def test_load_pose_file_skeleton_in_mm(two_body_skeleton):
@@ -152,6 +246,15 @@ def test_alphapose_grouping_by_track_and_by_score(tmp_path):
         load_pose_file(path)
 
 
+def test_json_error_message_reads_once(tmp_path):
+    path = tmp_path / "clip.json"
+    path.write_text('{"data": "unterminated')
+    with pytest.raises(ValueError) as info:
+        load_pose_file(path)
+    assert "Unterminated string starting at: line 1 column 10" in str(info.value)
+    assert "at at" not in str(info.value)
+
+
 @pytest.mark.parametrize("text, match", [('{"data": [{"frame_index": 1, ', "invalid JSON"),
                                          ('{"something": 1}', "neither"),
                                          ('{"data": [{"frame_index": 1, "skeleton": [{"pose": [1], "score": [1]}]}]}',
@@ -213,6 +316,16 @@ def test_pyskl_annotation_file(tmp_path):
     out = load_pose_file(tmp_path / "ntu60_3danno.pkl", sample="S001C001P001R001A002")
     assert out["layout"] == "ntu25" and out["meta"]["label"] == 1 and out["meta"]["units"] == "mm"
     np.testing.assert_allclose(out["poses"], anns[1]["keypoint"].astype(np.float32) * 1000, rtol=1e-6)
+    for index in (1, "1", np.int64(-1), "-1"):  # an index, also as the command line passes it
+        assert load_pose_file(tmp_path / "ntu60_3danno.pkl", sample=index)["meta"]["frame_dir"] == anns[1]["frame_dir"]
+    assert load_pose_file(tmp_path / "ntu60_3danno.pkl", sample=0)["meta"]["frame_dir"] == anns[0]["frame_dir"]
+    with pytest.raises(ValueError, match="sample 2 out of range for 2 annotations"):
+        load_pose_file(tmp_path / "ntu60_3danno.pkl", sample="2")
+    with pytest.raises(ValueError, match="no annotation with frame_dir 'S009'"):
+        load_pose_file(tmp_path / "ntu60_3danno.pkl", sample="S009")
+    np.save(tmp_path / "clip.npy", np.ones((4, 25, 3)))
+    with pytest.raises(ValueError, match="sample=3 selects an annotation of a pyskl .pkl file"):
+        load_pose_file(tmp_path / "clip.npy", sample=3)
     hrnet = {"frame_dir": "clip", "label": 3, "img_shape": (480, 640), "keypoint": rng.normal(size=(1, 5, 17, 2)),
              "keypoint_score": rng.uniform(size=(1, 5, 17))}
     with open(tmp_path / "one.pkl", "wb") as f:
@@ -289,6 +402,18 @@ def test_safe_load_npz_reads_plain_and_object_members(tmp_path):
     (tmp_path / "broken.npz").write_bytes((tmp_path / "data.npz").read_bytes()[:100])
     with pytest.raises(ValueError, match="broken.npz"):
         safe_load_npz(tmp_path / "broken.npz")
+
+
+def test_other_formats_are_not_called_garbled_pickles(tmp_path):
+    np.savez(tmp_path / "poses.npz", poses=np.zeros((2, 25, 3)))
+    np.save(tmp_path / "poses.npy", np.zeros((2, 25, 3)))
+    for name, kind in (("poses.npz", "a zip archive"), ("poses.npy", "a .npy array")):
+        with pytest.raises(ValueError, match=f"{name}: not a pickle but {kind}") as info:
+            safe_load_pickle(tmp_path / name)
+        assert "persistent" not in str(info.value)
+    with open(tmp_path / "poses.npz", "rb") as f:  # file objects too, without consuming them
+        with pytest.raises(ValueError, match="not a pickle but a zip archive"):
+            safe_load_pickle(io.BytesIO(f.read()))
 
 
 def test_truncated_pickle_is_a_value_error(tmp_path):

@@ -52,8 +52,9 @@ def _weights(output_dir):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    results, _ = _train(out, "--max_steps", "24", "--learning_rate", "3e-3", "--max_eval_samples", "8",
-                        "--per_device_eval_batch_size", "8", "--tasks", ",".join(TASKS))  # the paper's rotation
+    results, proc = _train(out, "--max_steps", "24", "--learning_rate", "3e-3", "--max_eval_samples", "8",
+                           "--per_device_eval_batch_size", "8", "--tasks", ",".join(TASKS))  # the paper's rotation
+    (out / "stdout.txt").write_text(proc.stdout)
     return out, results
 
 
@@ -75,6 +76,17 @@ def test_results_table_and_baselines_are_written(trained_run):
     early = on_disk["tasks_results"]["early_action_prediction_3d"]["top1_at_ratio"]
     assert sorted(early) == [f"{r / 10:.1f}" for r in range(1, 11)]
     assert 0.0 <= on_disk["tasks_results"]["action_recognition_3d"]["top1"] <= 1.0
+
+
+def test_a_run_without_text_encoder_says_so_in_table_results_and_card(trained_run):
+    out, results = trained_run  # SMALL trains with --text_encoder none
+    assert results["random_vocabulary"] is True and results["text_encoder"] is None
+    table = [line for line in (out / "stdout.txt").read_text().splitlines() if line.startswith("| ")]
+    assert table[0] == "| task | metric | UPS | baseline |"
+    assert table[-1].startswith("| all tasks | vocabulary embeddings | RANDOM (--text_encoder none")
+    card = (out / "final" / "README.md").read_text()
+    assert "**Vocabulary embeddings: RANDOM (--text_encoder none" in card
+    assert json.loads((out / "final" / "config.json").read_text())["text_encoder_name_or_path"] == "none"
 
 
 def test_checkpoint_folder_loads_with_auto_classes_and_predicts(trained_run):

@@ -2,6 +2,7 @@
 
     ups predict FILE [FILE ...] --model MODEL [--task TASK] [--layout L] [--top-k K] [--observation-ratio R]
                                 [--frames center|all] [--window W] [--batch-size B] [--return-routing]
+                                [--sample INDEX_OR_FRAME_DIR]
     ups convert FORMAT ...          convert a dataset into `datasets` (``datasets_scripts.cli``; ``ups convert --help``)
     ups visualize KIND ...          draw skeletons, lifting animations, routing maps, curves
     ups export-hub FOLDER --output OUT [--processor P] [--results R] [--repo-id ID] [--push]
@@ -9,7 +10,8 @@
 ``predict`` prints one JSON object per input file (arrays as lists, NaN as null): ``{"input", "task",
 "predictions": [{"label", "score"}, ...]}`` for recognition and early prediction, ``{"input", "task",
 "keypoints_3d", "frame_indices", "joint_names", "layout", "units"}`` for pose estimation (millimetres,
-root-relative, camera frame). It runs this package's code; the checkpoint's remote code is never executed.
+root-relative, camera frame), with ``"sample"`` after ``"input"`` when ``--sample`` picked an annotation of a pyskl
+file. It runs this package's code; the checkpoint's remote code is never executed.
 
 Bad input (an unknown task, a file that is no skeleton, a joint count no layout has, an observation ratio outside
 (0, 1]) ends with ``ups: error: <what is wrong>`` on stderr and exit status 1.
@@ -54,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--task", default="action_recognition",
                          help="action_recognition, early_action_prediction, pose_estimation or a full task name")
     predict.add_argument("--layout", help="skeleton layout of .npy/.npz input when the joint count does not tell it")
+    predict.add_argument("--sample", metavar="INDEX_OR_FRAME_DIR",
+                         help="pyskl .pkl files with several annotations: the annotation to run (index or frame_dir)")
     predict.add_argument("--top-k", type=int, default=5, help="labels to print (recognition, early prediction)")
     predict.add_argument("--observation-ratio", type=float, help="early prediction: observed fraction in (0, 1]")
     predict.add_argument("--frames", choices=("center", "all"), help="pose estimation: centre frame or every frame")
@@ -70,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export-hub", help="write a complete Hub folder from a trained checkpoint")
     export.add_argument("folder", help="checkpoint folder (config.json + model.safetensors, processor files)")
     export.add_argument("--output", required=True, help="folder to write")
-    export.add_argument("--processor", help="processor folder when the checkpoint holds none (e.g. processors/ntu60)")
+    export.add_argument("--processor", help="processor folder, or the name of a shipped one (ntu60, unified, ...), "
+                        "when the checkpoint holds none")
     export.add_argument("--results", help="results JSON (default: results.json in or next to the checkpoint)")
     export.add_argument("--training-args", help="JSON of the training options, for the card's training section")
     export.add_argument("--repo-id", help="Hub id shown in the card's snippets and used by --push")
@@ -108,7 +113,7 @@ def _predict(args) -> int:
         raise ValueError(f"Unknown task {args.task!r}; choose one of {known_tasks}")
     if args.observation_ratio is not None and not 0.0 < args.observation_ratio <= 1.0:
         raise ValueError(f"observation_ratio must be in (0, 1], got {args.observation_ratio}")
-    options = {"task": args.task, "layout": args.layout, "top_k": args.top_k,
+    options = {"task": args.task, "layout": args.layout, "sample": args.sample, "top_k": args.top_k,
                "observation_ratio": args.observation_ratio, "frames": args.frames, "window": args.window,
                "coordinates": args.coordinates, "return_routing": args.return_routing or None}
     options = {key: value for key, value in options.items() if value is not None}
@@ -121,6 +126,8 @@ def _predict(args) -> int:
     outputs = pipe(list(args.files), batch_size=args.batch_size, **options)
     for path, output in zip(args.files, outputs):
         record = {"input": str(path), "task": args.task}
+        if args.sample is not None:
+            record["sample"] = args.sample
         if isinstance(output, list):
             record["predictions"] = output
         else:
@@ -161,16 +168,17 @@ def _export_hub(args) -> int:
 
     from ..processing_ups import UPSProcessor
     from ..utils.hub import export_hub_folder, push_folder_to_hub
+    from ..utils.resources import find_resource, list_resources
 
     folder, output = Path(args.folder), Path(args.output)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{folder}: not a checkpoint folder (no config.json)")
     if output.resolve() == folder.resolve():
         raise ValueError("--output must differ from the checkpoint folder")
-    processor_dir = Path(args.processor) if args.processor else folder
+    processor_dir = find_resource("processors", args.processor) if args.processor else folder
     if not (processor_dir / "processor_config.json").is_file():
         raise FileNotFoundError(f"{processor_dir}: no processor_config.json; pass --processor with the processor "
-                                "folder the model was trained with (e.g. processors/ntu60)")
+                                f"folder or name the model was trained with (shipped: {list_resources('processors')})")
     results = _read_json(args.results) if args.results else _results_beside(folder)
     training_args = _read_json(args.training_args) if args.training_args else None
     if args.push and not args.repo_id:
@@ -192,7 +200,7 @@ def _read_json(path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: invalid JSON ({error.msg} at line {error.lineno})") from None
+        raise ValueError(f"{path}: invalid JSON ({error.msg}: line {error.lineno} column {error.colno})") from None
 
 
 def _results_beside(folder: Path):

@@ -117,7 +117,9 @@ class TaskCollator:
     def inputs_and_targets(self, rows: List[dict], keys: List[tuple], centres: Optional[List[int]] = None):
         """Processor kwargs for ``rows``: (poses, labels, target_poses, extra kwargs)."""
         poses, labels, targets, ratios = [], [], [], []
-        layout = [row["layout"] for row in rows]
+        # Pose estimation reads the 2D input's own layout when the converter kept the detector's joints
+        # (`layout_2d`, e.g. MPII-16 Stacked-Hourglass detections); its targets stay in the 3D `layout`.
+        layout = [row.get("layout_2d") or row["layout"] if self.task == POSE_TASK else row["layout"] for row in rows]
         coordinates = None
         for i, row in enumerate(rows):
             if self.task == POSE_TASK:

