@@ -66,7 +66,11 @@ setup(
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require={"train": TRAIN_REQUIRES, "test": TEST_REQUIRES},
-    entry_points={"console_scripts": ["ups=modeling_ups.cli:main"]},
+    entry_points={
+        "console_scripts": ["ups=modeling_ups.cli:main"],
+        # `ups convert` (modeling_ups.cli finds it here, so modeling_ups never imports the converters, which use it).
+        "ups.commands": ["convert=datasets_scripts.cli:main"],
+    },
     classifiers=[
         "Programming Language :: Python :: 3",
         "License :: OSI Approved :: Apache Software License",

@@ -317,7 +317,7 @@ def _training_worker(job: dict) -> dict:
     model.train()
     b, frames = job["batch"], min(job["frames"], config.max_frames)
     inputs = make_inputs(config, PYSKL["layout"], b, job["persons"], frames, "action_recognition_3d")
-    eot = config.eot_token_ids[0]
+    eot = config.task_eot_token_id("action_recognition_3d")
     labels = torch.stack([torch.randint(0, config.num_label_tokens, (b,)) + config.label_token_offset,
                           torch.full((b,), eot)], dim=1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)

@@ -21,6 +21,7 @@ if importlib.util.find_spec("modeling_ups") is None:
 from transformers import AutoModel, AutoProcessor  # noqa: E402
 
 import modeling_ups  # noqa: E402,F401
+from datasets_scripts.synthetic import build_synthetic_datasets  # noqa: E402
 from modeling_ups import UPS_TASKS  # noqa: E402
 from modeling_ups.training.data import load_task_datasets  # noqa: E402
 from modeling_ups.training.evaluate_tasks import evaluate_all_tasks, format_results_table  # noqa: E402
@@ -64,7 +65,7 @@ def main(argv=None):
     model = AutoModel.from_pretrained(args.model, trust_remote_code=args.trust_remote_code).eval()
     processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
     processor.check_model_config(model.config)
-    datasets = load_task_datasets(args, processor)
+    datasets = load_task_datasets(args, processor, build_synthetic=build_synthetic_datasets)
     results = evaluate_all_tasks(model, processor, datasets, args.tasks, batch_size=args.batch_size,
                                  max_samples=args.max_eval_samples, pose_window=args.pose_window)
     # examples/train.py records "none" when the vocabulary embeddings stayed random (no text encoder).

@@ -20,6 +20,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 # The installed package when there is one (`pip install .` or `-e .`); a checkout without any install runs its own.
@@ -33,6 +34,7 @@ from tqdm.auto import tqdm  # noqa: E402
 from transformers import get_scheduler  # noqa: E402
 
 import modeling_ups  # noqa: E402,F401  (registers the Auto classes and the pipeline)
+from datasets_scripts.synthetic import build_synthetic_datasets  # noqa: E402  (the default data)
 from modeling_ups import UPS_TASKS, UPSConfig, UPSForPoseSequenceModeling, UPSProcessor  # noqa: E402
 from modeling_ups.training import CheckpointManager, ResumableBatchSampler, TaskRotation, load_recipe  # noqa: E402
 from modeling_ups.training.data import KeyedRows, TaskCollator, load_task_datasets  # noqa: E402
@@ -41,6 +43,7 @@ from modeling_ups.utils.resources import find_resource  # noqa: E402
 from modeling_ups.utils.text_embeddings import (  # noqa: E402
     build_vocabulary_embeddings,
     describe_text_encoder,
+    init_vocabulary_embeddings,
     resolve_text_encoder,
 )
 
@@ -50,16 +53,32 @@ logger = logging.getLogger("ups.train")
 PAPER_TASK_ORDER = ["pose_estimation_3d", "action_recognition_2d", "early_action_prediction_3d", "action_recognition_3d"]
 
 
-def parse_args(argv=None):
+# Every option's default, in one place. Precedence: the command line, then the recipe (`--config`), then this table.
+# argparse leaves every option None, so a value given on the command line is always told apart from a default.
+DEFAULTS = dict(
+    config="demo", model_config="ups-tiny", model_name_or_path=None, processor="synthetic", dataset=None,
+    tasks=PAPER_TASK_ORDER, output_dir="outputs/ups-demo", max_steps=None, num_train_epochs=None,
+    per_device_train_batch_size=32, per_device_eval_batch_size=64, learning_rate=1e-3, weight_decay=5e-4,
+    lr_scheduler_type="cosine", num_warmup_steps=0, gradient_accumulation_steps=1, max_grad_norm=1.0,
+    gumbel_temperature_start=1.0, gumbel_temperature_end=0.1, checkpointing_steps=0, checkpoints_total_limit=2,
+    resume_from_checkpoint=None, report_to="none", logging_steps=10, seed=0, mixed_precision="no",
+    text_encoder="auto", num_train_samples=2000, num_eval_samples=400, max_eval_samples=None, pose_window=None,
+    rotation_degrees=0.0, num_frames=None, dataloader_num_workers=0, num_threads=None, skip_final_evaluation=False,
+    push_to_hub=False, hub_model_id=None, hub_token=None,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; no option has a default here (DEFAULTS and the recipe give them, `resolve_options`)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="demo", help="recipe name (configuration/recipes: demo, paper, finetune) or a "
-                   "recipe JSON path")
+    p.add_argument("--config", help="recipe name (configuration/recipes: demo, paper, finetune) or a recipe JSON path "
+                   f"(default: {DEFAULTS['config']})")
     p.add_argument("--model_config", help="model preset name (configuration/models: ups-tiny, ups-base) or folder; "
                    "overrides the recipe")
     p.add_argument("--model_name_or_path", help="start from a trained checkpoint (per-task fine-tuning)")
     p.add_argument("--processor", help="processor name (processors/: synthetic, ntu60, unified, ...) or folder whose "
                    "vocabulary the model uses")
-    p.add_argument("--dataset", action="append", default=None, metavar="TASK=PATH",
+    p.add_argument("--dataset", action="append", metavar="TASK=PATH",
                    help="a saved `datasets` folder or Hub id for a task (repeatable); default: synthetic data")
     p.add_argument("--tasks", help="comma-separated task rotation (default: all four, in the paper's order); a task "
                    "listed twice gets twice the steps")
@@ -102,29 +121,29 @@ def parse_args(argv=None):
     p.add_argument("--push_to_hub", action="store_true", default=None)
     p.add_argument("--hub_model_id")
     p.add_argument("--hub_token")
-    args = p.parse_args(argv)
+    return p
 
-    recipe = load_recipe(args.config)
-    for key, value in recipe.items():
-        if not hasattr(args, key):
-            raise ValueError(f"Recipe {args.config!r} sets unknown option {key!r}")
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    defaults = dict(
-        model_config="ups-tiny", processor="synthetic", output_dir="outputs/ups-demo", max_steps=None,
-        per_device_train_batch_size=32, per_device_eval_batch_size=64, learning_rate=1e-3, weight_decay=5e-4,
-        lr_scheduler_type="cosine", num_warmup_steps=0, gradient_accumulation_steps=1, max_grad_norm=1.0,
-        gumbel_temperature_start=1.0, gumbel_temperature_end=0.1, checkpointing_steps=0, checkpoints_total_limit=2,
-        report_to="none", logging_steps=10, seed=0, mixed_precision="no", text_encoder="auto",
-        num_train_samples=2000, num_eval_samples=400, max_eval_samples=None, pose_window=None, rotation_degrees=0.0,
-        num_frames=None,
-        dataloader_num_workers=0, skip_final_evaluation=False, push_to_hub=False,
-    )
-    for key, value in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    args.tasks = [t.strip() for t in args.tasks.split(",")] if isinstance(args.tasks, str) else (
-        args.tasks or PAPER_TASK_ORDER)
+
+def parse_args(argv=None):
+    return resolve_options(build_parser().parse_args(argv))
+
+
+def resolve_options(given: argparse.Namespace) -> argparse.Namespace:
+    """One value per option: the command line's, else the recipe's, else DEFAULTS'; then tasks and datasets parsed
+    and the run length checked."""
+    config = DEFAULTS["config"] if given.config is None else given.config
+    recipe = load_recipe(config)
+    for key in recipe:
+        if key not in DEFAULTS:
+            raise ValueError(f"Recipe {config!r} sets unknown option {key!r}")
+    values = {}
+    for key, value in vars(given).items():  # the parser's order, kept in training_args and the model card
+        for layer in (value, recipe.get(key), DEFAULTS[key]):
+            if layer is not None:
+                break
+        values[key] = layer
+    args = argparse.Namespace(**(values | {"config": config}))
+    args.tasks = [t.strip() for t in args.tasks.split(",")] if isinstance(args.tasks, str) else list(args.tasks)
     unknown = [t for t in args.tasks if t not in UPS_TASKS]
     if unknown:
         raise ValueError(f"Unknown tasks {unknown}; choose from {list(UPS_TASKS)}")
@@ -187,7 +206,7 @@ def build_model(args, processor, accelerator):
     encoder_spec = resolve_text_encoder(args.text_encoder)
     if encoder_spec is not None:
         features = build_vocabulary_embeddings(tok, text_encoder=encoder_spec)
-        model.init_vocabulary_embeddings(features)
+        init_vocabulary_embeddings(model, features)
         name = describe_text_encoder(encoder_spec)
         # The config records what the table was really initialised from (the preset names the intended encoder).
         model.config.text_encoder_name_or_path = name
@@ -220,8 +239,51 @@ def _cpu_threads_per_process(num_processes: int):
     return max(1, len(os.sched_getaffinity(0)) // max(local_processes, 1))
 
 
+@dataclass
+class Run:
+    """What the steps of a training run share."""
+
+    args: argparse.Namespace
+    accelerator: Accelerator
+    output_dir: Path
+    t_start: float
+    processor: object = None
+    datasets: dict = None
+    model: object = None  # wrapped by accelerator.prepare (DDP, ...); `unwrapped` is the model itself
+    unwrapped: object = None
+    optimizer: object = None
+    scheduler: object = None
+    checkpoints: CheckpointManager = None
+
+
 def main(argv=None):
     args = parse_args(argv)
+    run = start_run(args)
+    run.processor = UPSProcessor.from_pretrained(resolve_processor(args.processor))
+    if args.num_frames:
+        run.processor.feature_extractor.num_frames = args.num_frames
+    run.datasets = load_task_datasets(args, run.processor, build_synthetic=build_synthetic_datasets)
+    model, vocabulary = build_model(args, run.processor, run.accelerator)
+    run.accelerator.print(f"UPS model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; tasks "
+                          f"{args.tasks}; {run.accelerator.num_processes} process(es), "
+                          f"{run.accelerator.distributed_type}")
+    rotation = TaskRotation(args.tasks)
+    if args.max_steps is None:
+        args.max_steps = steps_for_epochs(args, run.datasets, run.accelerator.num_processes)
+    run.model, run.optimizer, run.scheduler = run.accelerator.prepare(model, *build_optimizer(model, args))
+    del model
+    run.checkpoints = CheckpointManager(run.output_dir / "checkpoints", keep_last=args.checkpoints_total_limit)
+    start_step = resume(run)
+    iterators = task_batch_iterators(run, rotation, start_step)
+    run.unwrapped = run.accelerator.unwrap_model(run.model)
+    train(run, rotation, iterators, start_step)
+    results = finish(run, vocabulary)
+    end_run(run)
+    return results
+
+
+def start_run(args) -> Run:
+    """The Accelerator, logging, CPU threads, the seed and the output folder."""
     accelerator = Accelerator(
         cpu=not torch.cuda.is_available(),
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -239,22 +301,18 @@ def main(argv=None):
     output_dir = Path(args.output_dir)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-    t_start = time.time()
+    return Run(args=args, accelerator=accelerator, output_dir=output_dir, t_start=time.time())
 
-    processor = UPSProcessor.from_pretrained(resolve_processor(args.processor))
-    if args.num_frames:
-        processor.feature_extractor.num_frames = args.num_frames
-    datasets = load_task_datasets(args, processor)
-    model, vocabulary = build_model(args, processor, accelerator)
-    accelerator.print(f"UPS model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; tasks "
-                      f"{args.tasks}; {accelerator.num_processes} process(es), {accelerator.distributed_type}")
 
-    rotation = TaskRotation(args.tasks)
-    if args.max_steps is None:
-        largest = max(len(datasets[t]["train"]) for t in args.task_set)
-        per_task = math.ceil(largest / (args.per_device_train_batch_size * accelerator.num_processes))
-        args.max_steps = int(args.num_train_epochs * per_task * len(args.tasks))
+def steps_for_epochs(args, datasets, num_processes: int) -> int:
+    """`--num_train_epochs` in optimizer steps: epochs of the largest task, times the rotation's length."""
+    largest = max(len(datasets[t]["train"]) for t in args.task_set)
+    per_task = math.ceil(largest / (args.per_device_train_batch_size * num_processes))
+    return int(args.num_train_epochs * per_task * len(args.tasks))
 
+
+def build_optimizer(model, args):
+    """AdamW without weight decay on biases, norms, embeddings and routing; the learning-rate schedule."""
     no_decay = ("bias", "norm", "embed", "routing")
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
@@ -265,90 +323,123 @@ def main(argv=None):
     )
     scheduler = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.num_warmup_steps,
                               num_training_steps=args.max_steps)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    return optimizer, scheduler
 
-    checkpoints = CheckpointManager(output_dir / "checkpoints", keep_last=args.checkpoints_total_limit)
-    start_step = 0
-    resume = checkpoints.resolve(args.resume_from_checkpoint) if args.resume_from_checkpoint else None
-    if args.resume_from_checkpoint and resume is None:
-        accelerator.print(f"No complete checkpoint found for {args.resume_from_checkpoint!r}; starting from step 0")
-    if resume is not None:
-        accelerator.load_state(str(resume))
-        start_step = CheckpointManager.step_of(resume)
-        accelerator.print(f"Resumed from {resume} at step {start_step}")
 
+def resume(run: Run) -> int:
+    """Load `--resume_from_checkpoint` when a complete checkpoint matches it; the step to start from."""
+    requested, accelerator = run.args.resume_from_checkpoint, run.accelerator
+    if not requested:
+        return 0
+    checkpoint = run.checkpoints.resolve(requested)
+    if checkpoint is None:
+        accelerator.print(f"No complete checkpoint found for {requested!r}; starting from step 0")
+        return 0
+    accelerator.load_state(str(checkpoint))
+    start_step = CheckpointManager.step_of(checkpoint)
+    accelerator.print(f"Resumed from {checkpoint} at step {start_step}")
+    return start_step
+
+
+def task_batch_iterators(run: Run, rotation: TaskRotation, start_step: int) -> dict:
+    """One resumable batch stream per task, positioned where an uninterrupted run would be at `start_step`."""
+    args, accelerator = run.args, run.accelerator
     global_batch = args.per_device_train_batch_size * accelerator.num_processes
     iterators = {}
     for t in args.task_set:
-        sampler = ResumableBatchSampler(len(datasets[t]["train"]), global_batch, seed=args.seed + UPS_TASKS.index(t),
+        train_split = run.datasets[t]["train"]
+        sampler = ResumableBatchSampler(len(train_split), global_batch, seed=args.seed + UPS_TASKS.index(t),
                                         rank=accelerator.process_index, world_size=accelerator.num_processes,
                                         start_batch=rotation.batches_before(t, start_step)
                                         * args.gradient_accumulation_steps)
         # A private generator: creating a loader iterator draws a base seed, which must not disturb the global
         # RNG stream that a resumed run restores from the checkpoint (dropout and Gumbel noise draw from it).
         loader = torch.utils.data.DataLoader(
-            KeyedRows(datasets[t]["train"]), batch_sampler=sampler, num_workers=args.dataloader_num_workers,
+            KeyedRows(train_split), batch_sampler=sampler, num_workers=args.dataloader_num_workers,
             generator=torch.Generator().manual_seed(args.seed),
-            collate_fn=TaskCollator(processor, t, datasets[t]["train"], train=True, seed=args.seed,
+            collate_fn=TaskCollator(run.processor, t, train_split, train=True, seed=args.seed,
                                     pose_window=args.pose_window, rotation_degrees=args.rotation_degrees),
         )
         iterators[t] = iter(loader)
+    return iterators
 
-    unwrapped = accelerator.unwrap_model(model)
+
+def train(run: Run, rotation: TaskRotation, iterators: dict, start_step: int) -> None:
+    """Steps `start_step` .. `max_steps`: one task per step, per-task loss lines in log_history.jsonl, checkpoints."""
+    args, accelerator = run.args, run.accelerator
     if args.report_to != "none":
         hparams = {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))}
         accelerator.init_trackers("ups", config=hparams)
-    log_path = output_dir / "log_history.jsonl"
     running = {t: [] for t in args.task_set}
     progress_losses = {}
     progress = tqdm(range(start_step, args.max_steps), initial=start_step, total=args.max_steps, mininterval=2.0,
                     disable=not accelerator.is_local_main_process, desc="train")
-    model.train()
+    run.model.train()
     for step in progress:
         task = rotation.task_at(step)
         frac = step / max(1, args.max_steps - 1)
         # Exponential annealing from start to end temperature (Gumbel-softmax, Jang et al. 2017).
-        unwrapped.set_gumbel_temperature(
+        run.unwrapped.set_gumbel_temperature(
             args.gumbel_temperature_start * (args.gumbel_temperature_end / args.gumbel_temperature_start) ** frac)
-        for _ in range(args.gradient_accumulation_steps):
-            batch = next(iterators[task])
-            batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            with accelerator.accumulate(model):
-                loss = model(**batch).loss
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and args.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-        loss_value = accelerator.reduce(loss.detach(), reduction="mean").item()
-        running[task].append(loss_value)
+        loss = training_step(run, iterators[task])
+        running[task].append(accelerator.reduce(loss.detach(), reduction="mean").item())
         if accelerator.is_main_process and ((step + 1) % args.logging_steps == 0 or step + 1 == args.max_steps):
-            # One line per task: its mean loss over the steps since the previous log line.
-            with open(log_path, "a") as f:
-                for t, values in running.items():
-                    if values:
-                        f.write(json.dumps({"step": step + 1, "task": t, "loss": sum(values) / len(values),
-                                            "lr": scheduler.get_last_lr()[0], "time": time.time() - t_start}) + "\n")
-                        progress_losses[t] = sum(values) / len(values)
-            if args.report_to != "none":
-                accelerator.log({f"train/{t}_loss": v for t, v in progress_losses.items()}
-                                | {"train/lr": scheduler.get_last_lr()[0]}, step=step + 1)
+            log_losses(run, running, progress_losses, step + 1)
             running = {t: [] for t in args.task_set}
             progress.set_postfix({_short(t): f"{v:.3f}" for t, v in progress_losses.items()})
         if args.checkpointing_steps and (step + 1) % args.checkpointing_steps == 0 and step + 1 < args.max_steps:
-            # Every process writes its own RNG state into the folder; only the main process publishes it.
-            if accelerator.is_main_process:
-                checkpoints.begin(step + 1)
-            accelerator.wait_for_everyone()
-            accelerator.save_state(str(checkpoints.partial_dir(step + 1)))
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                checkpoints.commit(step + 1)
-            accelerator.wait_for_everyone()
+            save_checkpoint(run, step + 1)
 
+
+def training_step(run: Run, batches):
+    """One optimizer step over `gradient_accumulation_steps` batches of one task; the last batch's loss."""
+    args, accelerator, model = run.args, run.accelerator, run.model
+    for _ in range(args.gradient_accumulation_steps):
+        batch = next(batches)
+        batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with accelerator.accumulate(model):
+            loss = model(**batch).loss
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and args.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            run.optimizer.step()
+            run.scheduler.step()
+            run.optimizer.zero_grad()
+    return loss
+
+
+def log_losses(run: Run, running: dict, progress_losses: dict, step: int) -> None:
+    """One line per task in log_history.jsonl: its mean loss over the steps since the previous log line, which also
+    updates `progress_losses` (the latest mean of every task), all of which go to the trackers."""
+    lr = run.scheduler.get_last_lr()[0]
+    with open(run.output_dir / "log_history.jsonl", "a") as f:
+        for t, values in running.items():
+            if values:
+                f.write(json.dumps({"step": step, "task": t, "loss": sum(values) / len(values), "lr": lr,
+                                    "time": time.time() - run.t_start}) + "\n")
+                progress_losses[t] = sum(values) / len(values)
+    if run.args.report_to != "none":
+        run.accelerator.log({f"train/{t}_loss": v for t, v in progress_losses.items()} | {"train/lr": lr}, step=step)
+
+
+def save_checkpoint(run: Run, step: int) -> None:
+    """Every process writes its own RNG state into the folder; only the main process publishes it."""
+    accelerator = run.accelerator
+    if accelerator.is_main_process:
+        run.checkpoints.begin(step)
     accelerator.wait_for_everyone()
-    train_time = time.time() - t_start
+    accelerator.save_state(str(run.checkpoints.partial_dir(step)))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        run.checkpoints.commit(step)
+    accelerator.wait_for_everyone()
+
+
+def finish(run: Run, vocabulary: dict) -> dict:
+    """Checksums, the final evaluation, results.json, the Hub folder `<output_dir>/final` (and the push)."""
+    args, accelerator, unwrapped = run.args, run.accelerator, run.unwrapped
+    accelerator.wait_for_everyone()
+    train_time = time.time() - run.t_start
     # One checksum per process: data-parallel replicas must hold identical parameters after training.
     checksum = torch.stack([p.detach().double().sum() for p in unwrapped.parameters()]).sum().reshape(1)
     checksums = accelerator.gather(checksum.to(accelerator.device)).tolist()
@@ -357,31 +448,34 @@ def main(argv=None):
                "parameter_checksums": checksums, "torch_threads_per_process": torch.get_num_threads(), **vocabulary}
     if not args.skip_final_evaluation:
         unwrapped.eval()
-        results["tasks_results"] = evaluate_all_tasks(unwrapped, processor, datasets, args.task_set,
+        results["tasks_results"] = evaluate_all_tasks(unwrapped, run.processor, run.datasets, args.task_set,
                                                       batch_size=args.per_device_eval_batch_size,
                                                       max_samples=args.max_eval_samples, accelerator=accelerator,
                                                       pose_window=args.pose_window)
     if accelerator.is_main_process:
         from modeling_ups.utils.hub import export_hub_folder, push_folder_to_hub
 
-        final = output_dir / "final"
-        (output_dir / "results.json").write_text(json.dumps(results, indent=2))
-        export_hub_folder(unwrapped, processor, final, results=results, training_args=vars(args))
+        final = run.output_dir / "final"
+        (run.output_dir / "results.json").write_text(json.dumps(results, indent=2))
+        export_hub_folder(unwrapped, run.processor, final, results=results, training_args=vars(args))
         if "tasks_results" in results:
             print(format_results_table(results["tasks_results"], vocabulary_init=results["vocabulary_init"]))
         print(f"trained {args.max_steps} steps in {train_time:.0f} s; checkpoint folder: {final}")
         if args.push_to_hub:
-            repo_id = args.hub_model_id or output_dir.name
+            repo_id = args.hub_model_id or run.output_dir.name
             push_folder_to_hub(final, repo_id, token=args.hub_token)
             print(f"pushed {final} to the Hub as {repo_id} (one commit)")
-    # Free the DDP wrapper while the process group is still registered. Left to interpreter exit, its gloo reducer
-    # drops the group's last reference with the GIL held, and the group's destructor then waits for a worker thread
-    # that needs the GIL to free a finished collective's tensors: 1 two-process CPU run in 4 hung there
-    # (pytorch/pytorch#56297). Destroyed by `end_training`, the group is freed without the GIL.
-    del model
-    accelerator.free_memory()
-    accelerator.end_training()
     return results
+
+
+def end_run(run: Run) -> None:
+    """Free the DDP wrapper while the process group is still registered. Left to interpreter exit, its gloo reducer
+    drops the group's last reference with the GIL held, and the group's destructor then waits for a worker thread
+    that needs the GIL to free a finished collective's tensors: 1 two-process CPU run in 4 hung there
+    (pytorch/pytorch#56297). Destroyed by `end_training`, the group is freed without the GIL."""
+    run.model = None  # the only reference outside the accelerator, which free_memory drops
+    run.accelerator.free_memory()
+    run.accelerator.end_training()
 
 
 def _short(task):

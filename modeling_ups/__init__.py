@@ -54,4 +54,4 @@ PIPELINE_REGISTRY.register_pipeline(
     "pose-sequence-modeling", pipeline_class=PoseSequenceModelingPipeline, pt_model=AutoModel, type="multimodal"
 )
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

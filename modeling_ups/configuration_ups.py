@@ -1,5 +1,11 @@
-"""UPS model configuration."""
+"""UPS model configuration, and the task and vocabulary spec every other module reads.
 
+The spec (tasks, their shorthands, which task emits a pose, the end-of-task token closing each task, the
+vocabulary layout and the early-prediction observation rule) lives here and only here: the tokenizer, feature
+extractor, processor, pipeline, model and training code import it, so none of them writes a task index of its own.
+"""
+
+import math
 from dataclasses import field
 
 from transformers import PretrainedConfig
@@ -14,9 +20,16 @@ UPS_TASKS = (
     "pose_estimation_3d",
     "early_action_prediction_3d",
 )
+# The one task whose output is a pose (coordinate bins); every other task's output is one action label.
+POSE_ESTIMATION_TASK = "pose_estimation_3d"
+# What users write: "action_recognition" is told 2D or 3D from the input; the others prefix exactly one task.
+TASK_SHORTHANDS = ("action_recognition", "early_action_prediction", "pose_estimation")
 
-# Which end-of-task token closes each task's output (index into the three EOT tokens, paper order
-# EOT_AR, EOT_PE, EOT_AP). 2D and 3D recognition share EOT_AR.
+# The vocabulary: [<pad>, <s>, <unk>] + labels + x-bins + y-bins + z-bins + end-of-task tokens (paper order
+# EOT_AR, EOT_PE, EOT_AP).
+SPECIAL_TOKENS = ("<pad>", "<s>", "<unk>")
+EOT_TOKENS = ("<eot_ar>", "<eot_pe>", "<eot_ap>")
+# Which end-of-task token closes each task's output (an index into EOT_TOKENS). 2D and 3D recognition share EOT_AR.
 TASK_TO_EOT_INDEX = {
     "action_recognition_3d": 0,
     "action_recognition_2d": 0,
@@ -24,15 +37,100 @@ TASK_TO_EOT_INDEX = {
     "early_action_prediction_3d": 2,
 }
 
-NUM_SPECIAL_TOKENS = 3  # <pad>, <s>, <unk>
-NUM_EOT_TOKENS = 3
+
+def resolve_task(task: str, tasks=UPS_TASKS, is_2d: bool | None = None) -> str:
+    """Full task name for ``task``, a full name of ``tasks`` or a shorthand that prefixes names.
+
+    ``"action_recognition"`` becomes ``action_recognition_2d`` or ``_3d`` by ``is_2d`` (the input's dimensionality;
+    when unknown, the prefix must be unambiguous); ``"pose_estimation"`` and ``"early_action_prediction"`` resolve to
+    the only task they prefix.
+    """
+    if not isinstance(task, str):
+        raise TypeError(f"task must be a task name (a string), got {type(task).__name__} {task!r:.40}")
+    if task in tasks:
+        return task
+    matches = [t for t in tasks if t.startswith(task + "_")]
+    if len(matches) > 1 and is_2d is not None:
+        suffix = "_2d" if is_2d else "_3d"
+        matches = [t for t in matches if t.endswith(suffix)] or matches
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise ValueError(f"Unknown task {task!r}; known tasks: {list(tasks)} (or a shorthand prefix of one)")
+    raise ValueError(f"Task {task!r} is ambiguous among {matches}; name one of them")
+
+
+def task_eot_index(task: str) -> int:
+    """Index into `EOT_TOKENS` of the end-of-task token of ``task`` (a full name or a shorthand: 2D and 3D
+    recognition share theirs, so "action_recognition" needs no dimensionality)."""
+    if not isinstance(task, str):
+        resolve_task(task)  # raises the error that names the problem
+    if task in TASK_TO_EOT_INDEX:
+        return TASK_TO_EOT_INDEX[task]
+    indices = {TASK_TO_EOT_INDEX[t] for t in UPS_TASKS if t.startswith(f"{task}_")}
+    if len(indices) != 1:
+        resolve_task(task)
+    return indices.pop()
+
+
+def task_emits_pose(task: str) -> bool:
+    """Whether ``task`` (full name or shorthand) outputs a pose rather than one action label."""
+    return task_eot_index(task) == TASK_TO_EOT_INDEX[POSE_ESTIMATION_TASK]
+
+
+def observed_frames(num_frames: int, ratio: float) -> int:
+    """Frames early action prediction observes of a ``num_frames`` clip at observation ``ratio``: the first
+    ``ceil(ratio * T)``, at least 1."""
+    if num_frames < 1:
+        raise ValueError(f"observed_frames: num_frames must be >= 1, got {num_frames}")
+    if not 0 < ratio <= 1:
+        raise ValueError(f"observed_frames: ratio must lie in (0, 1], got {ratio}")
+    # Round first: 0.1 * 3 * 10 = 3.0000000000000004 is 3 frames, not 4.
+    return max(1, math.ceil(round(ratio * num_frames, 9)))
+
+
+class UPSVocabularyLayout:
+    """Token ids of the unified vocabulary, derived from ``num_label_tokens`` and ``num_bins`` (attributes of the
+    class it is mixed into: `UPSConfig` and `UPSTokenizer`, so the two can never lay the ids out differently)."""
+
+    @property
+    def vocab_size(self) -> int:
+        return len(SPECIAL_TOKENS) + self.num_label_tokens + 3 * self.num_bins + len(EOT_TOKENS)
+
+    @property
+    def label_token_offset(self) -> int:
+        return len(SPECIAL_TOKENS)
+
+    @property
+    def label_token_ids(self) -> range:
+        return range(self.label_token_offset, self.label_token_offset + self.num_label_tokens)
+
+    @property
+    def bin_token_offset(self) -> int:
+        """Id of the first x-bin token; axis ``a`` bin ``b`` has id ``bin_token_offset + a * num_bins + b``."""
+        return len(SPECIAL_TOKENS) + self.num_label_tokens
+
+    @property
+    def eot_token_ids(self) -> tuple:
+        """(EOT_AR, EOT_PE, EOT_AP)."""
+        start = self.bin_token_offset + 3 * self.num_bins
+        return tuple(range(start, start + len(EOT_TOKENS)))
+
+    def task_eot_token_id(self, task: str) -> int:
+        """End-of-task token id of ``task`` (full name or shorthand such as ``"pose_estimation"``)."""
+        return self.eot_token_ids[task_eot_index(task)]
+
+
+# Options of ups <= 0.2 that no preset or recipe changed from these values, retired in 0.3: the graph network's
+# normalisation is always per-task BatchNorm, the loss always averages per sample (docs/design.md).
+_RETIRED_OPTIONS = {"norm_type": "task_batch", "loss_reduction": "sample"}
 
 
 def _default_layouts():
     return [get_layout(name).to_dict() for name in MODEL_LAYOUTS]
 
 
-class UPSConfig(PretrainedConfig):
+class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
     r"""
     Configuration of a [`UPSForPoseSequenceModeling`] model (Unified Pose Sequence Modeling, Foo et al., CVPR 2023).
 
@@ -80,11 +178,6 @@ class UPSConfig(PretrainedConfig):
             Kernel size of the temporal convolutions.
         topology_reduction (`int`, *optional*, defaults to 8):
             Channel reduction of the channel-wise topology refinement (CTR-GC) branch.
-        norm_type (`str`, *optional*, defaults to `"task_batch"`):
-            Normalisation of the graph network's feature maps: `"task_batch"` (BatchNorm with one set of running
-            statistics per task), `"batch"` (plain BatchNorm, as CTR-GCN) or `"layer"` (LayerNorm over channels per
-            frame and joint). With the paper's single-task batches plain BatchNorm's running statistics average over
-            tasks whose inputs differ (2D with zero depth, 3D), which costs accuracy at inference (docs/design.md).
         encoder_layers (`int`, *optional*, defaults to 3):
             Encoder layers ``L``.
         encoder_blocks_per_layer (`int`, *optional*, defaults to 2):
@@ -119,9 +212,6 @@ class UPSConfig(PretrainedConfig):
         dropout (`float`, *optional*, defaults to 0.1): dropout of residual branches.
         attention_dropout (`float`, *optional*, defaults to 0.0): dropout on attention probabilities.
         init_std (`float`, *optional*, defaults to 0.02): std of the normal initialiser.
-        loss_reduction (`str`, *optional*, defaults to `"sample"`):
-            ``"sample"`` averages token NLL within each target sequence, then over samples, so a pose target
-            (dozens of tokens) and a label target (two tokens) weigh the same; ``"token"`` averages over all tokens.
         bin_smoothing_sigma (`float`, *optional*, defaults to 0.0):
             Width (in bins) of the Gaussian soft target of coordinate tokens in the loss; 0 is the paper's one-hot
             NLL. Neighbouring bins are nearly right, so a soft target makes the bin classification ordinal.
@@ -156,7 +246,6 @@ class UPSConfig(PretrainedConfig):
     tokenizer_temporal_strides: list = field(default_factory=lambda: [1, 2, 2])
     temporal_kernel_size: int = 5
     topology_reduction: int = 8
-    norm_type: str = "task_batch"
     encoder_layers: int = 3
     encoder_blocks_per_layer: int = 2
     encoder_attention_heads: int = 8
@@ -175,7 +264,6 @@ class UPSConfig(PretrainedConfig):
     dropout: float = 0.1
     attention_dropout: float = 0.0
     init_std: float = 0.02
-    loss_reduction: str = "sample"
     bin_smoothing_sigma: float = 0.0
     decoder_token_dropout: float = 0.0
     use_cache: bool = True
@@ -197,10 +285,14 @@ class UPSConfig(PretrainedConfig):
             raise ValueError("encoder_attention_dim must be divisible by encoder_attention_heads")
         if self.d_model % self.decoder_attention_heads:
             raise ValueError("d_model must be divisible by decoder_attention_heads")
-        if self.norm_type not in ("task_batch", "batch", "layer"):
-            raise ValueError(f"norm_type must be 'task_batch', 'batch' or 'layer', got {self.norm_type!r}")
-        if self.loss_reduction not in ("sample", "token"):
-            raise ValueError(f"loss_reduction must be 'sample' or 'token', got {self.loss_reduction!r}")
+        for name, only_value in _RETIRED_OPTIONS.items():
+            # Configs saved before ups 0.3 name these options; the value every preset used is the only behaviour.
+            value = kwargs.pop(name, only_value)
+            if value != only_value:
+                raise ValueError(
+                    f"{name}={value!r} is no longer supported (ups 0.3 keeps only {name}={only_value!r}, the value of "
+                    "every preset and recipe); docs/design.md records why"
+                )
         if not 0.0 <= self.decoder_token_dropout <= 1.0:
             raise ValueError(f"decoder_token_dropout must be in [0, 1], got {self.decoder_token_dropout}")
         unknown = [t for t in self.tasks if t not in TASK_TO_EOT_INDEX]
@@ -233,29 +325,6 @@ class UPSConfig(PretrainedConfig):
         # construction (e.g. `UPSConfig.from_pretrained(preset, num_label_tokens=...)` sets attributes late).
         if name in ("num_label_tokens", "num_bins") and {"num_label_tokens", "num_bins"} <= self.__dict__.keys():
             super().__setattr__("eos_token_id", list(self.eot_token_ids))
-
-    # ----- vocabulary layout (derived, so it can never disagree with num_label_tokens / num_bins) -----
-    @property
-    def vocab_size(self) -> int:
-        return NUM_SPECIAL_TOKENS + self.num_label_tokens + 3 * self.num_bins + NUM_EOT_TOKENS
-
-    @property
-    def label_token_offset(self) -> int:
-        return NUM_SPECIAL_TOKENS
-
-    @property
-    def bin_token_offset(self) -> int:
-        """Id of the first x-bin token; axis ``a`` bin ``b`` has id ``bin_token_offset + a * num_bins + b``."""
-        return NUM_SPECIAL_TOKENS + self.num_label_tokens
-
-    @property
-    def eot_token_ids(self) -> tuple:
-        """(EOT_AR, EOT_PE, EOT_AP)."""
-        start = self.bin_token_offset + 3 * self.num_bins
-        return (start, start + 1, start + 2)
-
-    def task_eot_token_id(self, task: str) -> int:
-        return self.eot_token_ids[TASK_TO_EOT_INDEX[task]]
 
     def task_id(self, task: str) -> int:
         if task not in self.tasks:
@@ -295,4 +364,7 @@ class UPSConfig(PretrainedConfig):
         return factor
 
 
-__all__ = ["UPSConfig", "UPS_TASKS", "TASK_TO_EOT_INDEX"]
+__all__ = [
+    "UPSConfig", "UPSVocabularyLayout", "UPS_TASKS", "POSE_ESTIMATION_TASK", "TASK_SHORTHANDS", "SPECIAL_TOKENS",
+    "EOT_TOKENS", "TASK_TO_EOT_INDEX", "resolve_task", "task_eot_index", "task_emits_pose", "observed_frames",
+]

@@ -8,7 +8,6 @@ Pipeline per sample (each step documented on `UPSFeatureExtractor`):
 The output keys and shapes are the contract of `docs/design.md` ("Model inputs").
 """
 
-import math
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -17,7 +16,7 @@ import torch
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 from transformers.utils import logging
 
-from .configuration_ups import UPS_TASKS
+from .configuration_ups import UPS_TASKS, observed_frames, resolve_task
 from .skeletons import LAYOUTS, MODEL_LAYOUTS, conversion_available, convert_layout, get_layout
 
 logger = logging.get_logger(__name__)
@@ -30,27 +29,6 @@ DEFAULT_LAYOUT_CONVERSIONS = {"halpe26": "h36m17"}
 # sits on the root: the clip carries no pose and normalising would divide by ~0.
 MIN_SCALE = 1e-6
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def resolve_task(task: str, tasks: Sequence[str] = UPS_TASKS, is_2d: Optional[bool] = None) -> str:
-    """Full task name for ``task``, which may be a full name of ``tasks`` or a shorthand that prefixes names.
-
-    ``"action_recognition"`` becomes ``action_recognition_2d`` or ``_3d`` by ``is_2d`` (the input's dimensionality);
-    ``"pose_estimation"`` and ``"early_action_prediction"`` resolve to the only task they prefix.
-    """
-    if not isinstance(task, str):
-        raise TypeError(f"task must be a string, got {type(task).__name__}")
-    if task in tasks:
-        return task
-    matches = [t for t in tasks if t.startswith(task + "_")]
-    if len(matches) > 1 and is_2d is not None:
-        suffix = "_2d" if is_2d else "_3d"
-        matches = [t for t in matches if t.endswith(suffix)] or matches
-    if len(matches) == 1:
-        return matches[0]
-    if not matches:
-        raise ValueError(f"Unknown task {task!r}; known tasks: {list(tasks)} (or a shorthand prefix of one)")
-    raise ValueError(f"Task {task!r} is ambiguous among {matches}; name one of them")
 
 
 def uniform_frame_indices(num_input_frames: int, num_output_frames: int) -> np.ndarray:
@@ -71,7 +49,6 @@ class PreparedPose:
         layout (`str`): model layout the joints are in (after conversion).
         source_layout (`str`): layout of the input (differs from `layout` for input-only layouts).
         num_input_frames (`int`): frames of the original input (before observation ratio and resampling).
-        is_2d (`bool`): whether the input had no Z coordinate.
     """
 
     pose_values: np.ndarray
@@ -80,7 +57,6 @@ class PreparedPose:
     layout: str
     source_layout: str
     num_input_frames: int
-    is_2d: bool
 
 
 class UPSFeatureExtractor(FeatureExtractionMixin):
@@ -183,6 +159,7 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
         coordinates: Optional[str] = None,
         has_confidence: Optional[bool] = None,
         is_batched: Optional[bool] = None,
+        confidences=None,
         return_tensors: Optional[str] = "pt",
         **kwargs,
     ) -> BatchFeature:
@@ -198,6 +175,10 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
             coordinates (`"2d"` or `"3d"`, *optional*) / has_confidence (`bool`, *optional*): how to read `C = 3`
                 (x, y, confidence or x, y, z); defaults to the extractor's `coordinates`, then to the task name.
             is_batched (`bool`, *optional*): force reading `poses` as a batch (or as one sample).
+            confidences (array `(M, T, J)` / `(T, J)`, or a list with one per sample (or None), *optional*): detector
+                confidences of the joints, given apart from the coordinates (pose files and pyskl annotations keep
+                them apart); the last axis of `poses` then holds coordinates only (2 or 3). Detector scores are
+                clipped to [0, 1] (AlphaPose's reach slightly above 1).
             return_tensors (`str`, *optional*, defaults to `"pt"`): `"pt"`, `"np"` or None (numpy arrays).
 
         Returns:
@@ -208,7 +189,7 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
             raise TypeError(f"UPSFeatureExtractor got unexpected arguments {sorted(kwargs)}")
         samples = self.prepare(
             poses, task=task, layout=layout, observation_ratio=observation_ratio, coordinates=coordinates,
-            has_confidence=has_confidence, is_batched=is_batched,
+            has_confidence=has_confidence, is_batched=is_batched, confidences=confidences,
         )
         return self.collate(samples, return_tensors=return_tensors)
 
@@ -221,9 +202,16 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
         coordinates: Optional[str] = None,
         has_confidence: Optional[bool] = None,
         is_batched: Optional[bool] = None,
+        confidences=None,
     ) -> List[PreparedPose]:
         """Process every sample of ``poses`` into a [`PreparedPose`] (the un-batched half of `__call__`)."""
         samples = _split_batch(poses, is_batched)
+        if confidences is None or isinstance(confidences, (list, tuple)):
+            confidences = _per_sample(confidences, len(samples), "confidences")
+        elif len(samples) == 1:
+            confidences = [confidences]
+        else:
+            raise TypeError(f"confidences of a batch of {len(samples)} samples must be a list with one per sample")
         tasks = _per_sample(task, len(samples), "task")
         layouts = _per_sample(layout, len(samples), "layout")
         coordinates = self.coordinates if coordinates is None else coordinates
@@ -242,7 +230,7 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
                 if not 0.0 < ratio <= 1.0:
                     raise ValueError(f"observation_ratio must be in (0, 1], got {ratio}")
         return [
-            self._prepare_one(i, sample, tasks[i], layouts[i], ratios[i], coordinates, has_confidence)
+            self._prepare_one(i, sample, tasks[i], layouts[i], ratios[i], coordinates, has_confidence, confidences[i])
             for i, sample in enumerate(samples)
         ]
 
@@ -310,25 +298,21 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
         targets = [t for t in self.layouts if conversion_available(name, t)]
         return targets[0] if len(targets) == 1 else None
 
-    def _prepare_one(self, index, sample, task, layout, observation_ratio, coordinates, has_confidence):
+    def _prepare_one(self, index, sample, task, layout, observation_ratio, coordinates, has_confidence, confidences):
         where = f"sample {index}"
-        array = _to_numpy(sample, where)
-        if array.ndim == 3:
-            array = array[None]
-        if array.ndim != 4:
-            raise ValueError(f"{where}: expected poses shaped (T, J, C) or (M, T, J, C), got shape {array.shape}")
-        num_persons, num_frames, num_joints, channels = array.shape
-        if num_persons == 0 or num_frames == 0 or num_joints == 0:
-            raise ValueError(f"{where}: empty sequence (shape {array.shape}: no persons, frames or joints)")
-        _check_finite(array, where)
+        array = _pose_array(sample, where)
+        _, num_frames, num_joints, channels = array.shape
 
         task_name = task if task is None else str(task)
         task_says_2d = task_name is not None and task_name.endswith("_2d")
-        is_2d, with_confidence = _read_channels(channels, coordinates, has_confidence, task_says_2d, where)
+        if confidences is None:
+            is_2d, with_confidence = _read_channels(channels, coordinates, has_confidence, task_says_2d, where)
+            confidence = array[..., -1] if with_confidence else None
+        else:
+            is_2d, confidence = channels == 2, _separate_confidences(confidences, array.shape, where)
         task_name = resolve_task("action_recognition" if task_name is None else task_name, self.tasks, is_2d)
 
         coords = array[..., : 2 if is_2d else 3]
-        confidence = array[..., -1] if with_confidence else None
         if confidence is not None and (confidence.min() < 0.0 or confidence.max() > 1.0):
             raise ValueError(
                 f"{where}: confidences must lie in [0, 1], got values in "
@@ -344,7 +328,7 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
                 confidence = convert_layout(confidence[..., None], source_layout, target_layout)[..., 0]
 
         if observation_ratio is not None:
-            kept = max(1, math.ceil(observation_ratio * num_frames))
+            kept = observed_frames(num_frames, observation_ratio)
             coords = coords[:, :kept]
             confidence = None if confidence is None else confidence[:, :kept]
 
@@ -364,17 +348,7 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
             coords = _normalize(coords, joint_valid, frame_valid, layout_info.root, where)
         coords = np.where(joint_valid[..., None], coords, 0.0)
 
-        kept_frames = coords.shape[1]
-        if self.num_frames is not None:
-            indices = uniform_frame_indices(kept_frames, self.num_frames)
-        elif kept_frames > self.max_frames:
-            logger.warning(
-                f"{where}: {kept_frames} frames exceed max_frames={self.max_frames}; resampled uniformly to "
-                f"{self.max_frames} frames (set num_frames or max_frames to change this)"
-            )
-            indices = uniform_frame_indices(kept_frames, self.max_frames)
-        else:
-            indices = None
+        indices = self._frame_budget(coords.shape[1], where)
         if indices is not None:
             coords, frame_valid = coords[:, indices], frame_valid[:, indices]
 
@@ -390,11 +364,37 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
         person_mask[: coords.shape[0]] = frame_valid.any(axis=1)
         return PreparedPose(
             pose_values=out, person_mask=person_mask, task=task_name, layout=target_layout,
-            source_layout=source_layout, num_input_frames=num_frames, is_2d=is_2d,
+            source_layout=source_layout, num_input_frames=num_frames,
         )
 
 
+    def _frame_budget(self, num_frames: int, where: str) -> Optional[np.ndarray]:
+        """Frames to resample a `num_frames` clip to (`num_frames` setting, else the `max_frames` budget), or None."""
+        if self.num_frames is not None:
+            return uniform_frame_indices(num_frames, self.num_frames)
+        if num_frames <= self.max_frames:
+            return None
+        logger.warning(
+            f"{where}: {num_frames} frames exceed max_frames={self.max_frames}; resampled uniformly to "
+            f"{self.max_frames} frames (set num_frames or max_frames to change this)"
+        )
+        return uniform_frame_indices(num_frames, self.max_frames)
+
+
 # ---------------------------------------------------------------------- helpers
+def _pose_array(sample, where: str) -> np.ndarray:
+    """One sample as a finite float64 (M, T, J, C) array with at least one person, frame and joint."""
+    array = _to_numpy(sample, where)
+    if array.ndim == 3:
+        array = array[None]
+    if array.ndim != 4:
+        raise ValueError(f"{where}: expected poses shaped (T, J, C) or (M, T, J, C), got shape {array.shape}")
+    if 0 in array.shape[:3]:
+        raise ValueError(f"{where}: empty sequence (shape {array.shape}: no persons, frames or joints)")
+    _check_finite(array, where)
+    return array
+
+
 def _split_batch(poses, is_batched: Optional[bool]) -> list:
     if isinstance(poses, (np.ndarray, torch.Tensor)):
         if is_batched is None:
@@ -480,6 +480,21 @@ def _read_channels(channels, coordinates, has_confidence, task_says_2d, where):
     )
 
 
+def _separate_confidences(confidences, shape, where: str) -> np.ndarray:
+    """Confidences given apart from coordinates of ``shape`` (M, T, J, C): (M, T, J) float64 clipped to [0, 1]."""
+    if shape[-1] not in (2, 3):
+        raise ValueError(f"{where}: with separate confidences the last axis holds the 2 (x, y) or 3 (x, y, z) "
+                         f"coordinates, got {shape[-1]} channels")
+    values = _to_numpy(confidences, f"{where} (confidences)")
+    if values.shape == shape[1:3]:
+        values = values[None]
+    if values.shape != shape[:3]:
+        raise ValueError(f"{where}: confidences must be shaped {shape[:3]} (persons, frames, joints) like the "
+                         f"coordinates, got {values.shape}")
+    _check_finite(values[..., None], f"{where} (confidences)")
+    return np.clip(values, 0.0, 1.0)
+
+
 def _power_of_two_scaled(coords: np.ndarray):
     """(coords / 2**e with all values in [-1, 1], e): an exact rescaling that keeps squares and sums finite."""
     magnitude = float(np.abs(coords).max()) if coords.size else 0.0
@@ -530,4 +545,4 @@ def _normalize(coords, joint_valid, frame_valid, root, where):
     return (coords - centre) / scale
 
 
-__all__ = ["UPSFeatureExtractor", "PreparedPose", "resolve_task", "uniform_frame_indices"]
+__all__ = ["UPSFeatureExtractor", "PreparedPose", "uniform_frame_indices"]

@@ -16,17 +16,10 @@ from transformers.pipelines.base import Pipeline, no_collate_fn
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
 from .pose_io import as_pose_sequence_array, load_pose_file, read_pyskl_annotation
-from .tokenization_ups import task_eot_index
+from .configuration_ups import task_emits_pose
 
-# Task names the pipeline accepts besides the model's full task names (`config.tasks`). `action_recognition`
-# becomes `action_recognition_2d` or `_3d` from the input (2 channels, confidences or a 2D layout -> 2D).
-TASK_SHORTHANDS = ("action_recognition", "early_action_prediction", "pose_estimation")
 FRAME_MODES = ("center", "all")
-_POSE_EOT_INDEX = 1
 
-# Keys of the prepared rows (one row = one clip the model encodes) and of the per-input bookkeeping.
-_ROW_KEYS = ("pose_values", "attention_mask", "person_mask", "task_ids", "layout_ids")
-_ITEM_KEYS = ("num_rows", "num_input_frames")
 
 
 class PoseSequenceModelingPipeline(Pipeline):
@@ -139,28 +132,11 @@ class PoseSequenceModelingPipeline(Pipeline):
         return_routing=None,
         **generate_kwargs,
     ):
-        preprocess, forward, postprocess = {}, {}, {}
-        if task is not None:
-            known = list(TASK_SHORTHANDS) + [t for t in self.model.config.tasks if t not in TASK_SHORTHANDS]
-            if task not in known:
-                raise ValueError(f"Unknown task {task!r}; choose one of {known}")
-            preprocess["task"] = task
-        if layout is not None:
-            preprocess["layout"] = layout
-        if sample is not None:
-            preprocess["sample"] = sample
-        if observation_ratio is not None:
-            try:
-                ratio = float(observation_ratio)
-            except (TypeError, ValueError):
-                raise ValueError(f"observation_ratio must be a number in (0, 1], got {observation_ratio!r}") from None
-            if not 0.0 < ratio <= 1.0:
-                raise ValueError(f"observation_ratio must be in (0, 1], got {ratio}")
-            preprocess["observation_ratio"] = ratio
-        if coordinates is not None:
-            if coordinates not in ("2d", "3d"):
-                raise ValueError(f"coordinates must be '2d' or '3d', got {coordinates!r}")
-            preprocess["coordinates"] = coordinates
+        # The task, layout, observation ratio and coordinates are checked where they are used, by the task spec and
+        # the feature extractor; only the pipeline's own options are checked here.
+        given = dict(task=task, layout=layout, sample=sample, coordinates=coordinates, observation_ratio=observation_ratio)
+        preprocess = {key: value for key, value in given.items() if value is not None}
+        forward, postprocess = {}, {}
         if frames is not None:
             if frames not in FRAME_MODES:
                 raise ValueError(f"frames must be one of {list(FRAME_MODES)}, got {frames!r}")
@@ -187,50 +163,44 @@ class PoseSequenceModelingPipeline(Pipeline):
         frames: str = "center",
         window: Optional[int] = None,
         sample=None,
-    ) -> Dict[str, torch.Tensor]:
-        poses, file_layout, has_confidence = self._read_input(inputs, layout, sample)
-        layout = layout if layout is not None else file_layout
-        is_pose_task = task_eot_index(task) == _POSE_EOT_INDEX
-        is_early_task = task.startswith("early_action_prediction")
-        if observation_ratio is not None and not is_early_task:
+    ) -> Dict[str, object]:
+        emits_pose = task_emits_pose(task)  # raises for an unknown task, before any file is read
+        if observation_ratio is not None and not task.startswith("early_action_prediction"):
             raise ValueError(f"observation_ratio applies to early_action_prediction only, not to task {task!r}")
-        if frames == "all" and not is_pose_task:
+        if frames == "all" and not emits_pose:
             raise ValueError(f"frames='all' applies to pose_estimation only, not to task {task!r}")
-        if has_confidence:
-            # The source gave confidences (appended as the last channel): 3 channels are x, y, confidence whatever
-            # the extractor's default reading of 3-channel input is.
-            coordinates = "2d" if poses.shape[-1] == 3 else None
+        poses, confidences, file_layout = self._read_input(inputs, layout, sample)
         num_frames = poses.shape[1]
-        clips = [poses] if frames == "center" else self._sliding_windows(poses, window)
-        features = self.processor(
-            poses=clips, task=task, layout=layout, observation_ratio=observation_ratio, coordinates=coordinates,
-            has_confidence=has_confidence, is_batched=True, return_tensors="pt",
+        clips = [slice(None)] if frames == "center" else self._sliding_windows(num_frames, window)
+        # The feature extractor validates and prepares every clip; the rows are batched in `_forward`.
+        samples = self.processor.feature_extractor.prepare(
+            [poses[:, clip] for clip in clips], task=task, layout=layout if layout is not None else file_layout,
+            observation_ratio=observation_ratio, coordinates=coordinates, is_batched=True,
+            confidences=None if confidences is None else [confidences[:, clip] for clip in clips],
         )
-        model_inputs = {key: features[key] for key in _ROW_KEYS}
-        model_inputs["num_rows"] = torch.tensor([len(clips)])
-        model_inputs["num_input_frames"] = torch.tensor([num_frames])
-        return model_inputs
+        return {"samples": samples, "num_rows": torch.tensor([len(samples)]),
+                "num_input_frames": torch.tensor([num_frames])}
 
     def _read_input(self, inputs, layout, sample=None):
-        """(poses (M, T, J, C), the layout the source names (or None), whether the last channel is a confidence)."""
+        """(poses (M, T, J, C), their confidences (M, T, J) or None, the layout the source names or None)."""
         if isinstance(inputs, (str, os.PathLike)):
             loaded = load_pose_file(inputs, layout=layout, sample=sample,
                                     max_persons=self.processor.feature_extractor.max_persons)
-            return _with_confidence_and_layout(loaded["poses"], loaded["scores"], loaded["layout"])
+            return loaded["poses"], loaded["scores"], loaded["layout"]
         if sample is not None:
             raise ValueError(f"sample={sample!r} selects an annotation of a pyskl file; the input is a "
                              f"{type(inputs).__name__}, not a file path")
         if isinstance(inputs, dict):
             if "keypoint" in inputs:  # pyskl / mmaction2 annotation
                 annotation = read_pyskl_annotation(inputs, name=str(inputs.get("frame_dir", "<annotation>")))
-                return _with_confidence_and_layout(annotation["poses"], annotation["scores"], None)
+                return annotation["poses"], annotation["scores"], None
             if "poses" in inputs:  # what pose_io.load_pose_file returns
                 try:
                     poses = np.asarray(inputs["poses"])
                 except (TypeError, ValueError) as error:
                     raise ValueError(f"the 'poses' of a dict input must be a numeric array ({error})") from None
                 poses = as_pose_sequence_array(poses, "the 'poses' of a dict input")  # (M, T, J, C), finite float32
-                return _with_confidence_and_layout(poses, inputs.get("scores"), inputs.get("layout"))
+                return poses, inputs.get("scores"), inputs.get("layout")
             raise ValueError(
                 f"a dict input must be a pyskl annotation (with 'keypoint') or a load_pose_file result (with "
                 f"'poses'); got keys {sorted(inputs)}"
@@ -238,40 +208,32 @@ class PoseSequenceModelingPipeline(Pipeline):
         if isinstance(inputs, torch.Tensor):
             inputs = inputs.detach().cpu().numpy()
         if isinstance(inputs, np.ndarray):
-            if inputs.ndim not in (3, 4):
+            if inputs.ndim not in (3, 4):  # windows are cut along the frame axis before the extractor sees them
                 raise ValueError(f"poses must be shaped (T, J, C) or (M, T, J, C), got {inputs.shape}")
-            poses = inputs[None] if inputs.ndim == 3 else inputs
-            return poses, None, None
+            return (inputs[None] if inputs.ndim == 3 else inputs), None, None
         raise TypeError(
             "inputs must be a numpy array or torch tensor (T, J, C) / (M, T, J, C), a pyskl annotation dict or a "
             f"path to a skeleton file, got {type(inputs).__name__} (wrap nested lists in np.asarray)"
         )
 
-    def _sliding_windows(self, poses: np.ndarray, window: Optional[int]) -> List[np.ndarray]:
-        """Clips whose target frames, taken together, are every frame of ``poses`` (M, T, J, C) in order."""
-        num_frames = poses.shape[1]
+    def _sliding_windows(self, num_frames: int, window: Optional[int]) -> List[np.ndarray]:
+        """Frame indices of clips whose target frames, taken together, are every frame of the sequence in order."""
         extractor = self.processor.feature_extractor
         if window is None:
             window = extractor.num_frames or min(num_frames, extractor.max_frames)
-        k = self.processor.pose_estimation_target_frames
-        first_target = int(self.processor.target_frame_indices(window)[0])
-        clips = []
-        for start in range(0, num_frames, k):
-            # The window's target frames are start .. start + k - 1; frames outside the sequence repeat its ends.
-            indices = np.clip(np.arange(window) + start - first_target, 0, num_frames - 1)
-            clips.append(poses[:, indices])
-        return clips
+        step = self.processor.pose_estimation_target_frames
+        return [self.processor.window_frame_indices(num_frames, window, start) for start in range(0, num_frames, step)]
 
     # ------------------------------------------------------------------ batching
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
-        # The default collate pads dim 1 only; UPS clips differ in frames (dim 2) and joints (dim 3), and an input
-        # may hold several clips (sliding windows), so batches are assembled by `_collate_rows`.
+        # An input may hold several clips (sliding windows): a batch of inputs concatenates their prepared clips,
+        # which `_forward` pads and stacks with the feature extractor's collate.
         if isinstance(inputs, collections.abc.Sized):
             dataset = PipelineDataset(inputs, self.preprocess, preprocess_params)
         else:  # generators: iterable datasets cannot be split between workers
             dataset = PipelineIterator(inputs, self.preprocess, preprocess_params)
             num_workers = min(num_workers, 1)
-        collate_fn = no_collate_fn if batch_size == 1 else _collate_rows
+        collate_fn = no_collate_fn if batch_size == 1 else _concatenate_inputs
         dataloader = DataLoader(dataset, num_workers=num_workers, batch_size=batch_size, collate_fn=collate_fn)
         model_iterator = PipelineIterator(dataloader, self.forward, forward_params, loader_batch_size=batch_size)
         return PipelineIterator(model_iterator, self.postprocess, postprocess_params)
@@ -279,14 +241,15 @@ class PoseSequenceModelingPipeline(Pipeline):
     # ------------------------------------------------------------------ forward
     def _forward(self, model_inputs, window_batch_size: int = 32, **generate_kwargs):
         generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
-        rows = {key: model_inputs[key] for key in _ROW_KEYS}
+        features = self.processor.feature_extractor.collate(model_inputs["samples"], return_tensors="pt")
+        rows = self._ensure_tensor_on_device(dict(features), self.device)
         num_rows = model_inputs["num_rows"]
         config = self.model.config
         encoder = self.model.get_encoder()
         # `task` is a call argument, so every row of a call is pose estimation or every row is a label task
         # (2D and 3D recognition may mix: both decode one label).
-        is_pose = task_eot_index(config.tasks[int(rows["task_ids"][0])]) == _POSE_EOT_INDEX
-        sequences, logits, decisions, probabilities = [], [], [], []
+        is_pose = task_emits_pose(config.tasks[int(rows["task_ids"][0])])
+        sequences, label_scores, decisions, probabilities = [], [], [], []
         total = rows["task_ids"].shape[0]
         for begin in range(0, total, window_batch_size):
             chunk = {key: value[begin : begin + window_batch_size] for key, value in rows.items()}
@@ -296,12 +259,7 @@ class PoseSequenceModelingPipeline(Pipeline):
             if is_pose:
                 sequences.append(self.model.generate(encoder_outputs=encoded, **generate_kwargs))
             else:
-                # The label distribution is the first decoding step; greedy and beam decoding both pick its argmax
-                # (the end-of-task token after it is forced), so one decoder call gives label and scores.
-                device = encoded.last_hidden_state.device
-                start = torch.full((chunk["task_ids"].shape[0], 1), config.decoder_start_token_id, device=device)
-                step = self.model(encoder_outputs=encoded, decoder_input_ids=start, use_cache=False, return_dict=True)
-                logits.append(step.logits[:, -1].float())
+                label_scores.append(self.model.label_scores(encoder_outputs=encoded))
         outputs = {"num_rows": num_rows, "num_input_frames": model_inputs["num_input_frames"],
                    "task_ids": _first_row_per_item(rows["task_ids"], num_rows),
                    "layout_ids": _first_row_per_item(rows["layout_ids"], num_rows)}
@@ -309,8 +267,8 @@ class PoseSequenceModelingPipeline(Pipeline):
             width = max(s.shape[1] for s in sequences)
             padded = [torch.nn.functional.pad(s, (0, width - s.shape[1]), value=config.pad_token_id) for s in sequences]
             outputs["sequences"] = _group_rows(torch.cat(padded), num_rows, config.pad_token_id)
-        if logits:
-            outputs["logits"] = _group_rows(torch.cat(logits), num_rows, 0.0)
+        if label_scores:
+            outputs["label_scores"] = _group_rows(torch.cat(label_scores), num_rows, 0.0)
         outputs["router_decisions"] = _group_rows(torch.cat(decisions), num_rows, 0)
         outputs["router_probs"] = _group_rows(torch.cat(probabilities), num_rows, 0.0)
         return outputs
@@ -324,14 +282,11 @@ class PoseSequenceModelingPipeline(Pipeline):
             "blocks": model_outputs["router_decisions"][0, 0].tolist(),
             "probabilities": model_outputs["router_probs"][0, 0].float().tolist(),
         }
-        if task_eot_index(task) != _POSE_EOT_INDEX:
-            logits = model_outputs["logits"][0, :1]
-            tokenizer = self.processor.tokenizer
-            low, high = tokenizer.label_token_ids.start, tokenizer.label_token_ids.stop
-            best = int(logits[0, low:high].argmax()) + low
-            generated = [[config.decoder_start_token_id, best, config.task_eot_token_id(task)]]
+        if not task_emits_pose(task):
+            scores = model_outputs["label_scores"][0, :1]
+            best = [[config.label_token_ids[int(scores.argmax())]]]
             result = self.processor.post_process(
-                generated, task=task, scores=logits, top_k=min(top_k, tokenizer.num_label_tokens)
+                best, task=task, scores=scores, top_k=min(top_k, config.num_label_tokens)
             )[0]
             predictions = [{"label": entry["label"], "score": entry["score"]} for entry in result["top_k"]]
             return {"predictions": predictions, "routing": routing} if return_routing else predictions
@@ -374,40 +329,13 @@ def _positive_int(value, name: str, what: str) -> int:
     return int(value)
 
 
-def _with_confidence_and_layout(poses, scores, layout):
-    """(poses with the confidences appended as a last channel, layout, has_confidence)."""
-    poses = np.asarray(poses, dtype=np.float32)
-    if scores is None:
-        return poses, layout, None
-    try:
-        scores = np.asarray(scores, dtype=np.float32)
-    except (TypeError, ValueError, OverflowError) as error:
-        raise ValueError(f"scores must be numeric confidences shaped {poses.shape[:3]} ({error})") from None
-    if scores.shape != poses.shape[:3] or not np.isfinite(scores).all():
-        raise ValueError(f"scores must be finite confidences shaped {poses.shape[:3]} (persons, frames, joints), "
-                         f"got shape {scores.shape}")
-    # Detector scores are confidences in [0, 1]; some detectors (AlphaPose) return values slightly above 1.
-    scores = np.clip(scores, 0.0, 1.0)
-    return np.concatenate([poses, scores[..., None]], axis=-1), layout, True
-
-
-def _collate_rows(items: List[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
-    """Concatenate the clips of several inputs, zero-padding frames and joints (the feature extractor's padding)."""
-    num_frames = max(item["pose_values"].shape[2] for item in items)
-    num_joints = max(item["pose_values"].shape[3] for item in items)
-    batch = {}
-    poses = []
-    masks = []
-    for item in items:
-        values = item["pose_values"]
-        pad_t, pad_j = num_frames - values.shape[2], num_joints - values.shape[3]
-        poses.append(torch.nn.functional.pad(values, (0, 0, 0, pad_j, 0, pad_t)))
-        masks.append(torch.nn.functional.pad(item["attention_mask"], (0, pad_t)))
-    batch["pose_values"] = torch.cat(poses)
-    batch["attention_mask"] = torch.cat(masks)
-    for key in ("person_mask", "task_ids", "layout_ids") + _ITEM_KEYS:
-        batch[key] = torch.cat([item[key] for item in items])
-    return batch
+def _concatenate_inputs(items: List[Dict[str, object]]) -> Dict[str, object]:
+    """Several preprocessed inputs as one: their prepared clips in order, and each input's clip and frame count."""
+    return {
+        "samples": [sample for item in items for sample in item["samples"]],
+        "num_rows": torch.cat([item["num_rows"] for item in items]),
+        "num_input_frames": torch.cat([item["num_input_frames"] for item in items]),
+    }
 
 
 def _group_rows(values: torch.Tensor, num_rows: torch.Tensor, fill) -> torch.Tensor:
@@ -424,4 +352,4 @@ def _first_row_per_item(values: torch.Tensor, num_rows: torch.Tensor) -> torch.T
     return values[starts.to(values.device)]
 
 
-__all__ = ["PoseSequenceModelingPipeline", "TASK_SHORTHANDS"]
+__all__ = ["PoseSequenceModelingPipeline"]

@@ -8,7 +8,8 @@ from transformers.processing_utils import ProcessorMixin
 
 from .feature_extraction_ups import PreparedPose, _per_sample
 from .skeletons import LAYOUTS, convert_layout
-from .tokenization_ups import _token_ids, task_eot_index
+from .configuration_ups import task_emits_pose
+from .tokenization_ups import _token_ids
 
 IGNORE_INDEX = -100
 _UNIT_TO_MM = {"mm": 1.0, "m": 1000.0}
@@ -117,8 +118,16 @@ class UPSProcessor(ProcessorMixin):
         start = min(max(start, 0), num_frames - k)
         return np.arange(start, start + k)
 
+    def window_frame_indices(self, num_frames: int, window: int, target_start: int) -> np.ndarray:
+        """Frames of a `window`-frame clip cut from a `num_frames`-long sequence so that its target frames
+        (`target_frame_indices(window)`) are frames `target_start ..` of the sequence; frames beyond either end
+        repeat the end frame (VideoPose3D's edge padding). The one rule the pipeline's sliding windows, training
+        windows and evaluation windows share."""
+        first_target = int(self.target_frame_indices(window)[0])
+        return np.clip(np.arange(window) + target_start - first_target, 0, num_frames - 1)
+
     def _target_ids(self, index, sample: PreparedPose, label, target, target_unit) -> List[int]:
-        if task_eot_index(sample.task) != 1:
+        if not task_emits_pose(sample.task):
             if label is None:
                 raise ValueError(f"sample {index} ({sample.task}) needs a label")
             return self.tokenizer.encode_label(label, task=sample.task)
@@ -167,8 +176,9 @@ class UPSProcessor(ProcessorMixin):
             layout (`str` or `list`, *optional*): input layout, needed for pose estimation (defaults to the
                 feature extractor's `default_layout`); the output joints are in the layout its model layout is
                 lifted to (`pose_target_layouts`; itself unless listed).
-            scores (*optional*): logits over the vocabulary at the label step, `(B, V)`, or `generate`'s per-step
-                tuple (its first step is used). Gives `score` and `top_k` (softmax over label tokens only).
+            scores (*optional*): the model's `label_scores` `(B, num_label_tokens)`, logits over the whole vocabulary
+                at the label step `(B, V)`, or `generate`'s per-step tuple (its first step is used). Gives `score` and
+                `top_k` (softmax over label tokens only).
             top_k (`int`, defaults to 5): entries of `top_k`.
 
         Returns:
@@ -187,7 +197,7 @@ class UPSProcessor(ProcessorMixin):
         probabilities = self._label_probabilities(scores, len(sequences))
         results = []
         for b, ids in enumerate(sequences):
-            if task_eot_index(tasks[b]) == 1:
+            if task_emits_pose(tasks[b]):
                 name = layouts[b] or self.feature_extractor.default_layout
                 if name is None:
                     raise ValueError("post_process needs layout= to decode pose estimation (no default_layout set)")
@@ -218,10 +228,12 @@ class UPSProcessor(ProcessorMixin):
         except (TypeError, ValueError, RuntimeError) as error:
             raise TypeError(f"scores must be a (batch, vocab) array of logits, got {type(scores).__name__} "
                             f"({error})") from None
-        if scores.ndim != 2 or scores.shape[0] != batch_size or scores.shape[1] < self.tokenizer.bin_token_offset:
-            raise ValueError(f"scores must be (batch, vocab) logits, got shape {tuple(scores.shape)}")
         ids = self.tokenizer.label_token_ids
-        label_scores = scores[:, ids.start : ids.stop]
+        if scores.ndim != 2 or scores.shape[0] != batch_size or scores.shape[1] not in (len(ids),
+                                                                                      self.tokenizer.vocab_size):
+            raise ValueError(f"scores must be (batch, num_label_tokens={len(ids)}) label scores or (batch, "
+                             f"vocab={self.tokenizer.vocab_size}) logits, got shape {tuple(scores.shape)}")
+        label_scores = scores if scores.shape[1] == len(ids) else scores[:, ids.start : ids.stop]
         # -inf is a masked token (generate's logits processors); NaN, +inf or a row without any finite label
         # logit has no probability distribution.
         if torch.isnan(label_scores).any() or torch.isposinf(label_scores).any():
@@ -232,13 +244,11 @@ class UPSProcessor(ProcessorMixin):
 
     def _label_result(self, ids, probabilities, top_k) -> Dict[str, Any]:
         tok = self.tokenizer
-        try:
-            label = tok.decode_label(ids)
-            label_id = tok.label_id(label)
-        except ValueError:
-            label, label_id = None, None
-        index = None if label_id is None else label_id - tok.label_token_offset
         names = tok.label_names
+        first = next((i for i in ids if i not in (tok.pad_token_id, tok.bos_token_id)), None)
+        label_id = first if first in tok.label_token_ids else None
+        index = None if label_id is None else label_id - tok.label_token_offset
+        label = None if index is None else names[index]
         result = {"label": label, "label_id": label_id, "label_index": index, "score": None, "top_k": []}
         if probabilities is not None:
             if index is not None:

@@ -19,7 +19,7 @@ Joint orders follow the files users hold:
   spine, thorax, neck and head, so no joint conversion to ``h36m17`` is defined.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -45,7 +45,6 @@ class SkeletonLayout:
     left: Tuple[int, ...]
     right: Tuple[int, ...]
     description: str = ""
-    _flip_index: Tuple[int, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self):
         n = len(self.joint_names)
@@ -54,34 +53,10 @@ class SkeletonLayout:
                 raise ValueError(f"layout {self.name!r}: bad edge ({a}, {b}) for {n} joints")
         if len(self.left) != len(self.right):
             raise ValueError(f"layout {self.name!r}: left and right joint lists differ in length")
-        flip = list(range(n))
-        for a, b in zip(self.left, self.right):
-            flip[a], flip[b] = b, a
-        object.__setattr__(self, "_flip_index", tuple(flip))
 
     @property
     def num_joints(self) -> int:
         return len(self.joint_names)
-
-    @property
-    def flip_index(self) -> Tuple[int, ...]:
-        """Joint permutation that mirrors the body (left <-> right)."""
-        return self._flip_index
-
-    @property
-    def parents(self) -> Tuple[int, ...]:
-        """Parent of each joint (-1 for joints no edge names as child)."""
-        parents = [-1] * self.num_joints
-        for child, parent in self.edges:
-            parents[child] = parent
-        return tuple(parents)
-
-    def adjacency(self) -> np.ndarray:
-        """Symmetric 0/1 adjacency without self loops, shape (J, J)."""
-        a = np.zeros((self.num_joints, self.num_joints), dtype=np.float32)
-        for i, j in self.edges:
-            a[i, j] = a[j, i] = 1.0
-        return a
 
     def root_position(self, poses: np.ndarray) -> np.ndarray:
         """Body centre of ``poses`` (..., J, C), shape (..., 1, C)."""

@@ -1,6 +1,7 @@
 """Tokenizer for UPS: the paper's unified output vocabulary (action labels, quantised x/y/z bins, end-of-task tokens).
 
-Id layout (`docs/design.md`, "Vocabulary"; `UPSConfig` derives the same ids):
+Id layout (`docs/design.md`, "Vocabulary"; `configuration_ups.UPSVocabularyLayout` derives the ids for the config and
+this tokenizer alike):
 
     0 <pad>, 1 <s>, 2 <unk>
     3 ... 3+L-1                 one token per action label            (L = num_label_tokens)
@@ -22,15 +23,13 @@ import numpy as np
 from transformers.tokenization_utils import PreTrainedTokenizer
 from transformers.utils import logging
 
-from .configuration_ups import TASK_TO_EOT_INDEX
+from .configuration_ups import EOT_TOKENS, POSE_ESTIMATION_TASK, SPECIAL_TOKENS, UPSVocabularyLayout
 
 logger = logging.get_logger(__name__)
 
 VOCAB_FILES_NAMES = {"vocab_file": "vocab.json", "prompts_file": "prompts.json"}
 
-SPECIAL_TOKENS = ("<pad>", "<s>", "<unk>")
 SPECIAL_PROMPTS = ("padding", "start of sequence", "unknown")
-EOT_TOKENS = ("<eot_ar>", "<eot_pe>", "<eot_ap>")
 EOT_PROMPTS = ("action recognition ends here", "pose estimation ends here", "action prediction ends here")
 AXES = ("x", "y", "z")
 # x: horizontal, y: vertical, z: depth, in the camera frame.
@@ -66,18 +65,6 @@ def label_token(label: str) -> str:
     return text.replace(" ", "_")
 
 
-def task_eot_index(task: str) -> int:
-    """Index (0 AR, 1 PE, 2 AP) of the end-of-task token of ``task`` (a full task name or a shorthand prefix)."""
-    if not isinstance(task, str):
-        raise TypeError(f"task must be a task name (a string), got {type(task).__name__} {task!r:.40}")
-    if task in TASK_TO_EOT_INDEX:
-        return TASK_TO_EOT_INDEX[task]
-    indices = {i for name, i in TASK_TO_EOT_INDEX.items() if name.startswith(f"{task}_")}
-    if len(indices) != 1:
-        raise ValueError(f"Unknown task {task!r}; known tasks: {list(TASK_TO_EOT_INDEX)} (or a shorthand prefix)")
-    return indices.pop()
-
-
 def build_vocabulary(labels: Sequence[str], num_bins: int) -> Tuple[Dict[str, int], Dict[str, str]]:
     """(token -> id, token -> prompt) for ``labels`` (deduplicated by `label_token`, first text kept)."""
     tokens = list(SPECIAL_TOKENS)
@@ -97,7 +84,7 @@ def build_vocabulary(labels: Sequence[str], num_bins: int) -> Tuple[Dict[str, in
     return {t: i for i, t in enumerate(tokens)}, prompts
 
 
-class UPSTokenizer(PreTrainedTokenizer):
+class UPSTokenizer(UPSVocabularyLayout, PreTrainedTokenizer):
     r"""
     The unified UPS vocabulary: `[<pad>, <s>, <unk>] + labels + x-bins + y-bins + z-bins + [<eot_ar>, <eot_pe>,
     <eot_ap>]`, with one text prompt per entry.
@@ -199,10 +186,6 @@ class UPSTokenizer(PreTrainedTokenizer):
             )
 
     # ------------------------------------------------------------------ PreTrainedTokenizer interface
-    @property
-    def vocab_size(self) -> int:
-        return len(self.encoder)
-
     def get_vocab(self) -> Dict[str, int]:
         return dict(self.encoder, **self.added_tokens_encoder)
 
@@ -237,29 +220,6 @@ class UPSTokenizer(PreTrainedTokenizer):
     @property
     def num_label_tokens(self) -> int:
         return self._num_label_tokens
-
-    @property
-    def label_token_offset(self) -> int:
-        return len(SPECIAL_TOKENS)
-
-    @property
-    def bin_token_offset(self) -> int:
-        """Id of `<x_0>`; axis `a`, bin `b` has id `bin_token_offset + a * num_bins + b`."""
-        return len(SPECIAL_TOKENS) + self._num_label_tokens
-
-    @property
-    def eot_token_ids(self) -> Tuple[int, int, int]:
-        """(EOT_AR, EOT_PE, EOT_AP)."""
-        start = self.bin_token_offset + 3 * self.num_bins
-        return (start, start + 1, start + 2)
-
-    def task_eos_token_id(self, task: str) -> int:
-        """End-of-task token id of ``task`` (full name or shorthand such as ``"pose_estimation"``)."""
-        return self.eot_token_ids[task_eot_index(task)]
-
-    @property
-    def label_token_ids(self) -> range:
-        return range(self.label_token_offset, self.bin_token_offset)
 
     @property
     def label_names(self) -> List[str]:
@@ -300,7 +260,7 @@ class UPSTokenizer(PreTrainedTokenizer):
 
     def encode_label(self, label: Union[str, int], task: str = "action_recognition") -> List[int]:
         """``[label_id, EOT]`` with the EOT of ``task`` (early prediction ends with EOT_AP)."""
-        return [self.label_id(label), self.task_eos_token_id(task)]
+        return [self.label_id(label), self.task_eot_token_id(task)]
 
     def decode_label(self, ids: Union[int, Iterable[int]]) -> str:
         """Label text of the first label token in ``ids`` (leading `<s>`/`<pad>` are skipped)."""
@@ -355,7 +315,7 @@ class UPSTokenizer(PreTrainedTokenizer):
         bins = self.coordinates_to_bins(pose, out_of_range=out_of_range)
         ids = bins + self.bin_token_offset + np.arange(3) * self.num_bins
         ids = ids.reshape(-1).tolist()
-        return ids + [self.eot_token_ids[1]] if add_eot else ids
+        return ids + [self.task_eot_token_id(POSE_ESTIMATION_TASK)] if add_eot else ids
 
     def decode_pose(
         self, ids, num_joints: int, num_frames: Optional[int] = None, strict: bool = True

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from modeling_ups import UPSConfig, UPSFeatureExtractor
-from modeling_ups.feature_extraction_ups import DEFAULT_LAYOUT_CONVERSIONS, resolve_task, uniform_frame_indices
+from modeling_ups.configuration_ups import resolve_task
+from modeling_ups.feature_extraction_ups import DEFAULT_LAYOUT_CONVERSIONS, uniform_frame_indices
 from modeling_ups.skeletons import LAYOUTS, MODEL_LAYOUTS, convert_layout
 
 

@@ -14,7 +14,8 @@ from transformers import AutoModel
 from transformers.generation import GenerateEncoderDecoderOutput, LogitsProcessorList
 
 from modeling_ups import UPSConfig, UPSForPoseSequenceModeling, UPSTaskConstrainedLogitsProcessor
-from modeling_ups.modeling_ups import UPSTokenizerLayer
+from modeling_ups.graph_ups import UPSTokenizerLayer
+from modeling_ups.utils.text_embeddings import init_vocabulary_embeddings
 from ups_checkpoint import randomise_untrained_parts
 
 TASKS = ("action_recognition_3d", "action_recognition_2d", "pose_estimation_3d", "early_action_prediction_3d")
@@ -153,13 +154,12 @@ def test_rank4_input_is_one_person(model, config):
     torch.testing.assert_close(four.logits, five.logits)
 
 
-def test_layout_inferred_from_unique_joint_count(model, config):
+def test_layout_ids_are_required(model, config):
+    """The processor resolves the layout (one home for that rule); the model takes its id and never guesses."""
     batch = make_batch(config, [dict(layout="ntu25", frames=8)])
-    with_id = model.get_encoder()(**batch)
     batch.pop("layout_ids")
-    without = model.get_encoder()(**batch)
-    assert without.layout_ids.tolist() == [config.layout_id("ntu25")]
-    torch.testing.assert_close(without.last_hidden_state, with_id.last_hidden_state)
+    with pytest.raises(ValueError, match="layout_ids is required"):
+        model.get_encoder()(**batch)
 
 
 def test_default_person_mask_skips_all_zero_persons(model, config):
@@ -283,28 +283,49 @@ def test_eager_and_sdpa_agree(config):
     assert eager.generate(**batch).tolist() == sdpa.generate(**batch).tolist()
 
 
+def generate_fast_and_general(model, batch, **options):
+    """(the greedy loop's output, its decoder calls, transformers' greedy search's output): a custom (empty) logits
+    processor list is outside the loop's options, so the second call runs transformers' search."""
+    decoder_calls = []
+    handle = model.model.decoder.register_forward_hook(lambda *args: decoder_calls.append(1))
+    try:
+        fast = model.generate(**batch, **options)
+        calls = len(decoder_calls)
+        general = model.generate(**batch, logits_processor=LogitsProcessorList(), **options)
+    finally:
+        handle.remove()
+    assert len(decoder_calls) > calls  # the second call ran transformers' search (one call per token)
+    return fast, calls, general
+
+
 def test_fast_path_equals_general_path(model, config):
     samples = [dict(layout="ntu25", frames=12, persons=2, task="action_recognition_3d"),
                dict(layout="openpose18", frames=7, task="action_recognition_2d", two_d=True),
                dict(layout="coco17", frames=9, task="early_action_prediction_3d")]
     batch = make_batch(config, samples, seed=5)
-    decoder_calls = []
-    handle = model.model.decoder.register_forward_hook(lambda *args: decoder_calls.append(1))
-    try:
-        fast = model.generate(**batch)
-        assert len(decoder_calls) == 1  # one decoder step, the EOT appended without a model call
-        fast_dict = model.generate(**batch, return_dict_in_generate=True)
-        # A custom (empty) processor list is outside the fast path's options: the general path runs.
-        general = model.generate(**batch, logits_processor=LogitsProcessorList())
-        general_dict = model.generate(**batch, logits_processor=LogitsProcessorList(), return_dict_in_generate=True)
-    finally:
-        handle.remove()
-    assert len(decoder_calls) > 2
+    fast, calls, general = generate_fast_and_general(model, batch)
+    assert calls == 1  # one decoder step, the EOT appended without a model call
+    fast_dict, _, general_dict = generate_fast_and_general(model, batch, return_dict_in_generate=True)
     assert fast.dtype == general.dtype == torch.long
     assert fast.tolist() == general.tolist()
     assert isinstance(fast_dict, GenerateEncoderDecoderOutput)
     assert isinstance(general_dict, GenerateEncoderDecoderOutput)
     assert fast_dict.sequences.tolist() == general_dict.sequences.tolist() == fast.tolist()
+    check_well_formed(config, fast, batch)
+
+
+def test_greedy_loop_equals_transformers_greedy_search_for_poses_and_labels(model, config):
+    """Mixed pose and label rows (different layouts, so different lengths): the model's greedy loop returns
+    transformers' greedy tokens, rows padded after their EOT, and makes one decoder call per chosen token."""
+    samples = [dict(layout="h36m17", frames=10, task="pose_estimation_3d", two_d=True),
+               dict(layout="ntu25", frames=8, task="pose_estimation_3d"),
+               dict(layout="coco17", frames=9, task="early_action_prediction_3d")]
+    batch = make_batch(config, samples, seed=6)
+    fast, calls, general = generate_fast_and_general(model, batch)
+    assert fast.tolist() == general.tolist()
+    assert calls == 3 * 25  # the longest row's bins (ntu25); its EOT is forced, without a model call
+    pad = config.pad_token_id
+    assert fast[0, 1 + 3 * 17 + 1:].eq(pad).all() and fast[2, 3:].eq(pad).all()
     check_well_formed(config, fast, batch)
 
 
@@ -409,19 +430,15 @@ def test_set_gumbel_temperature(model):
 # ------------------------------------------------------------------------------------------------ loss and training
 
 
-@pytest.mark.parametrize("reduction", ["sample", "token"])
-def test_loss_reductions(config, reduction):
-    model = build_model(tiny_config(loss_reduction=reduction))
+def test_loss_averages_per_sample(config):
+    model = build_model(config)
     batch = make_batch(config, MIXED, seed=9)
     labels = make_labels(config, batch)
     out = model(**batch, labels=labels)
     nll = torch.nn.functional.cross_entropy(out.logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
     valid = labels != -100
-    if reduction == "sample":
-        expected = ((nll * valid).sum(1) / valid.sum(1)).mean()
-    else:
-        expected = nll[valid].mean()
-    torch.testing.assert_close(out.loss, expected)
+    torch.testing.assert_close(out.loss, ((nll * valid).sum(1) / valid.sum(1)).mean())
+    assert not torch.allclose(out.loss, nll[valid].mean())  # a pose target's many tokens do not outweigh a label
     assert set(out.task_losses) == set(TASKS)
     pose = config.task_id("pose_estimation_3d")
     i = batch["task_ids"].tolist().index(pose)
@@ -452,7 +469,7 @@ def test_optimizer_steps_lower_loss_on_every_task(config):
 def test_init_vocabulary_embeddings_same_width(config):
     model = build_model(config)
     features = torch.randn(config.vocab_size, config.d_model)
-    model.init_vocabulary_embeddings(features)
+    init_vocabulary_embeddings(model, features)
     torch.testing.assert_close(model.get_input_embeddings().weight, features)
     assert model.lm_head.weight is model.get_input_embeddings().weight
 
@@ -461,7 +478,7 @@ def test_init_vocabulary_embeddings_pca_projection(config):
     model = build_model(config)
     # Rank-5 features in 384 dims: the PCA projection to d_model keeps all pairwise distances (up to one scale).
     features = torch.randn(config.vocab_size, 5) @ torch.randn(5, 384) + 3.0
-    model.init_vocabulary_embeddings(features)
+    init_vocabulary_embeddings(model, features)
     table = model.get_input_embeddings().weight
     assert table.shape == (config.vocab_size, config.d_model)
     assert abs(table.std().item() - config.init_std) < 1e-4
@@ -469,7 +486,7 @@ def test_init_vocabulary_embeddings_pca_projection(config):
         torch.cdist(features, features)[~torch.eye(config.vocab_size, dtype=bool)]
     torch.testing.assert_close(ratio, torch.full_like(ratio, ratio.mean().item()), rtol=1e-3, atol=0)
     with pytest.raises(ValueError, match="vocab_size"):
-        model.init_vocabulary_embeddings(torch.randn(config.vocab_size + 1, 384))
+        init_vocabulary_embeddings(model, torch.randn(config.vocab_size + 1, 384))
 
 
 # ------------------------------------------------------------------------------------------------ bad inputs
@@ -482,19 +499,18 @@ def _bad(config, **changes):
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda b, c: dict(pose_values=b["pose_values"][0, 0]), "rank 3"),
-    (lambda b, c: dict(pose_values=b["pose_values"][..., :2]), "zero Z coordinate"),
+    (lambda b, c: dict(pose_values=b["pose_values"][0, 0]), r"got shape \(8, 25, 3\)"),
+    (lambda b, c: dict(pose_values=b["pose_values"][..., :2]), "input_channels=3"),
     (lambda b, c: dict(pose_values=b["pose_values"][..., :17, :]), "largest joint count"),
-    (lambda b, c: dict(pose_values=b["pose_values"].index_fill(2, torch.tensor([1]), float("nan"))), "NaN"),
     (lambda b, c: dict(pose_values=torch.zeros(2, 2, c.max_frames + 1, 25, 3),
                        attention_mask=torch.ones(2, c.max_frames + 1)), "max_frames"),
     (lambda b, c: dict(pose_values=torch.zeros(2, c.max_persons + 1, 8, 25, 3), person_mask=None), "max_persons"),
-    (lambda b, c: dict(task_ids=torch.tensor([0, len(c.tasks)])), "task_ids out of range"),
+    (lambda b, c: dict(task_ids=torch.tensor([0, len(c.tasks)])), "task_ids must hold 2 ids"),
     (lambda b, c: dict(task_ids=None), "task_ids is required"),
-    (lambda b, c: dict(layout_ids=torch.tensor([0, len(c.layouts)])), "layout_ids out of range"),
+    (lambda b, c: dict(layout_ids=torch.tensor([0, len(c.layouts)])), "layout_ids must hold 2 ids"),
     (lambda b, c: dict(attention_mask=b["attention_mask"][:, :5]), "attention_mask"),
     (lambda b, c: dict(person_mask=torch.ones(2, 3)), "person_mask"),
-    (lambda b, c: dict(pose_values=torch.zeros(2, 2, 8, 17, 3), layout_ids=None), "match 2 of the model's layouts"),
+    (lambda b, c: dict(layout_ids=None), "layout_ids is required"),
 ])
 def test_bad_inputs_raise(model, config, change, message):
     batch = _bad(config)
@@ -580,10 +596,8 @@ def test_remote_code_loads_in_fresh_process(model, config, tmp_path):
     assert result["tokens"] == model.generate(**batch).tolist()
 
 
-@pytest.mark.parametrize("norm_type", ["task_batch", "batch", "layer"])
-def test_norm_types_keep_padding_exact(norm_type):
-    """Both feature-map normalisations: shapes hold and a padded sample equals the unpadded one (eval mode)."""
-    config = tiny_config(norm_type=norm_type)
+def test_padding_is_exact_through_the_graph_network(config):
+    """Per-task BatchNorm in eval mode: a padded sample equals the unpadded one."""
     model = build_model(config)
     samples = [dict(layout="ntu25", frames=20), dict(layout="coco17", frames=9, persons=2)]
     batch = make_batch(config, samples)
@@ -596,31 +610,13 @@ def test_norm_types_keep_padding_exact(norm_type):
         )
 
 
-def test_channel_norm_is_the_same_in_training_and_inference():
-    """LayerNorm over channels has no batch statistics: the tokenizer gives identical maps in both modes."""
-    config = tiny_config(norm_type="layer")
-    model = build_model(config)
-    batch = make_batch(config, [dict(layout="h36m17", frames=12), dict(layout="ntu25", frames=16)])
-    encoder = model.model.encoder
-    tokenizer_eval = encoder.joint_tokenizer.training
-    outputs = []
-    for training in (False, True):
-        encoder.joint_tokenizer.train(training)
-        with torch.no_grad():
-            hooks = []
-            captured = []
-            hooks.append(encoder.joint_tokenizer.register_forward_hook(lambda m, i, o: captured.append(o[0])))
-            encoder(**batch)
-            for h in hooks:
-                h.remove()
-        outputs.append(captured[0])
-    encoder.joint_tokenizer.train(tokenizer_eval)
-    torch.testing.assert_close(outputs[0], outputs[1])
-
-
-def test_unknown_norm_type_is_rejected():
-    with pytest.raises(ValueError, match="norm_type"):
-        tiny_config(norm_type="group")
+@pytest.mark.parametrize("option, value", [("norm_type", "layer"), ("loss_reduction", "token")])
+def test_retired_options_are_refused_and_their_only_value_accepted(option, value):
+    """Configs saved by ups <= 0.2 still load (they name the one value every preset used); other values raise."""
+    with pytest.raises(ValueError, match=option):
+        tiny_config(**{option: value})
+    kept = {"norm_type": "task_batch", "loss_reduction": "sample"}[option]
+    assert option not in tiny_config(**{option: kept}).to_dict()
 
 
 # ------------------------------------------------------------------------------------------------ input features

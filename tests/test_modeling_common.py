@@ -2017,10 +2017,10 @@ class TestUPSModel(ModelTesterMixin, GenerationTesterMixin):
 
 
 class TestUPSModelVariant(ModelTesterMixin, GenerationTesterMixin):
-    """Other choices of the config: plain BatchNorm (CTR-GCN's), an untied output head, one block per layer (no
-    routing choice), no root-relative input copy."""
+    """Other choices of the config: an untied output head, one block per layer (no routing choice), no root-relative
+    input copy."""
 
     all_model_classes = (UPSModel, UPSForPoseSequenceModeling)
-    model_tester = UPSModelTester(norm_type="batch", tie_word_embeddings=False, encoder_blocks_per_layer=1,
+    model_tester = UPSModelTester(tie_word_embeddings=False, encoder_blocks_per_layer=1,
                                   root_relative_input=False)
     run_config_independent_tests = False

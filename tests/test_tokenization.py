@@ -37,7 +37,7 @@ def test_ids_follow_the_design_layout_and_agree_with_the_config(tokenizer):
     assert tokens[8] == "<x_0>" and tokens[8 + 32] == "<y_0>" and tokens[8 + 64] == "<z_0>" and tokens[-4] == "<z_31>"
     assert tokens[-3:] == ["<eot_ar>", "<eot_pe>", "<eot_ap>"]
     for task in config.tasks:
-        assert tokenizer.task_eos_token_id(task) == config.task_eot_token_id(task)
+        assert tokenizer.task_eot_token_id(task) == config.task_eot_token_id(task)
 
 
 def test_labels_sharing_normalised_text_share_a_token(tokenizer):
@@ -79,9 +79,9 @@ def test_label_round_trip_and_task_eots(tokenizer):
     assert tokenizer.encode_label("walking", task="early_action_prediction")[-1] == ap
     assert tokenizer.encode_label("walking", task="early_action_prediction_3d")[-1] == ap
     assert tokenizer.encode_label("walking", task="action_recognition_2d")[-1] == ar
-    assert tokenizer.task_eos_token_id("pose_estimation") == pe
+    assert tokenizer.task_eot_token_id("pose_estimation") == pe
     with pytest.raises(ValueError, match="Unknown task"):
-        tokenizer.task_eos_token_id("dancing")
+        tokenizer.task_eot_token_id("dancing")
 
 
 def test_unknown_label_lists_close_names(tokenizer):

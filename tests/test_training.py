@@ -261,3 +261,36 @@ def test_view_rotation_keeps_the_skeleton_and_is_keyed_by_stream_position():
     with pytest.raises(ValueError, match="rotation_degrees"):
         TaskCollator(processor, "action_recognition_3d", data["action_recognition_3d"]["train"], train=True,
                      rotation_degrees=-5)
+
+
+def _train_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ups_examples_train_options", TRAIN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_option_has_one_default_and_the_command_line_beats_the_recipe(tmp_path):
+    train = _train_script()
+    parsed = vars(train.build_parser().parse_args([]))
+    assert set(parsed) == set(train.DEFAULTS) and all(v is None for v in parsed.values())  # no argparse defaults
+    demo = train.parse_args([])
+    assert demo.config == "demo" and demo.learning_rate == 0.003 and demo.max_steps == 800  # the recipe
+    assert demo.per_device_train_batch_size == 32 and demo.gradient_accumulation_steps == 1  # recipe, DEFAULTS
+    assert demo.tasks[:2] == ["pose_estimation_3d", "action_recognition_2d"] and len(demo.tasks) == 5
+    assert demo.skip_final_evaluation is False and demo.dataset == {}
+    given = train.parse_args(["--config", "paper", "--learning_rate", "0.5", "--skip_final_evaluation", "--seed", "0",
+                              "--dataset", "pose_estimation_3d=data/h36m"])
+    assert given.learning_rate == 0.5 and given.skip_final_evaluation is True and given.seed == 0
+    assert given.model_config == "ups-base" and given.tasks == train.PAPER_TASK_ORDER  # recipe, DEFAULTS
+    assert given.dataset == {"pose_estimation_3d": "data/h36m"}
+    no_length = tmp_path / "no_length.json"
+    no_length.write_text(json.dumps({"learning_rate": 0.1}))
+    with pytest.raises(ValueError, match="--max_steps or --num_train_epochs"):
+        train.parse_args(["--config", str(no_length)])
+    assert train.parse_args(["--config", str(no_length), "--num_train_epochs", "2"]).max_steps is None
+    no_length.write_text(json.dumps({"max_steps": 3, "no_such_option": 1}))
+    with pytest.raises(ValueError, match="unknown option 'no_such_option'"):
+        train.parse_args(["--config", str(no_length)])

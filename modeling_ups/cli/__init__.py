@@ -3,7 +3,8 @@
     ups predict FILE [FILE ...] --model MODEL [--task TASK] [--layout L] [--top-k K] [--observation-ratio R]
                                 [--frames center|all] [--window W] [--batch-size B] [--return-routing]
                                 [--sample INDEX_OR_FRAME_DIR]
-    ups convert FORMAT ...          convert a dataset into `datasets` (``datasets_scripts.cli``; ``ups convert --help``)
+    ups convert FORMAT ...          convert a dataset into `datasets` (the ``ups.commands`` entry point of
+                                    ``datasets_scripts.cli``; ``ups convert --help``)
     ups visualize KIND ...          draw skeletons, lifting animations, routing maps, curves
     ups export-hub FOLDER --output OUT [--processor P] [--results R] [--repo-id ID] [--push]
 
@@ -99,20 +100,17 @@ def _run_reporting_errors(command) -> int:
 def _predict(args) -> int:
     from transformers import pipeline
 
-    from ..configuration_ups import UPS_TASKS
+    from ..configuration_ups import task_eot_index
     from ..modeling_ups import UPSForPoseSequenceModeling
-    from ..pipeline_ups import TASK_SHORTHANDS, PoseSequenceModelingPipeline
+    from ..pipeline_ups import PoseSequenceModelingPipeline
     from ..processing_ups import UPSProcessor
 
-    # Fail before loading a model for what can be checked without it (the pipeline checks again, per model).
+    # Fail before loading a model on what needs no model: missing files and unknown task names (the task spec's
+    # own check); the inputs and the other options are checked where they are used.
     for path in args.files:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such file")
-    known_tasks = list(TASK_SHORTHANDS) + list(UPS_TASKS)
-    if args.task not in known_tasks:
-        raise ValueError(f"Unknown task {args.task!r}; choose one of {known_tasks}")
-    if args.observation_ratio is not None and not 0.0 < args.observation_ratio <= 1.0:
-        raise ValueError(f"observation_ratio must be in (0, 1], got {args.observation_ratio}")
+    task_eot_index(args.task)
     options = {"task": args.task, "layout": args.layout, "sample": args.sample, "top_k": args.top_k,
                "observation_ratio": args.observation_ratio, "frames": args.frames, "window": args.window,
                "coordinates": args.coordinates, "return_routing": args.return_routing or None}
@@ -150,10 +148,25 @@ def to_json(value):
 
 
 # ---------------------------------------------------------------------- convert / visualize
-def _convert(argv: List[str]) -> int:
-    from datasets_scripts.cli import main as convert_main
+# Commands other distributions plug into `ups` (setup.py's ``ups.commands`` entry points; the dataset converters
+# register ``convert``). This package never imports them: they depend on it, not the other way round.
+COMMAND_ENTRY_POINTS = "ups.commands"
 
-    return convert_main(argv, prog="ups convert")
+
+def load_plugin_command(name: str):
+    """The ``ups.commands`` entry point ``name`` (a ``main(argv, prog=...) -> int``); OSError when none is installed."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group=COMMAND_ENTRY_POINTS, name=name)
+    if not found:
+        raise OSError(f"`ups {name}` is not installed: no {COMMAND_ENTRY_POINTS!r} entry point named {name!r}. "
+                      "Install the project (`pip install -e .` in the checkout, or `pip install .`), or run the "
+                      "converters from a checkout with `python -m datasets_scripts.cli`.")
+    return next(iter(found)).load()
+
+
+def _convert(argv: List[str]) -> int:
+    return load_plugin_command("convert")(argv, prog="ups convert")
 
 
 def _visualize(argv: List[str]) -> int:

@@ -21,6 +21,8 @@ from typing import Dict, Hashable, Iterable, Mapping, Optional, Sequence, Tuple,
 
 import numpy as np
 
+from ..configuration_ups import observed_frames  # the early-prediction rule has one home: the task spec
+
 RootJoint = Union[None, int, Sequence[int]]
 
 # Observation ratios early action prediction is reported at (10 %, 20 %, ..., 100 % of the frames seen).
@@ -417,16 +419,6 @@ def early_prediction_curve(accuracy_by_ratio: Mapping[float, float]) -> Dict[str
     if accuracies.min() < 0 or accuracies.max() > 1:
         raise ValueError(f"early_prediction_curve: accuracies must lie in [0, 1], got {accuracies.tolist()}")
     return {"ratios": ratios.tolist(), "accuracies": accuracies.tolist(), "average": float(accuracies.mean())}
-
-
-def observed_frames(num_frames: int, ratio: float) -> int:
-    """Frames seen at observation `ratio` of a `num_frames` clip: ``ceil(ratio * T)``, at least 1."""
-    if num_frames < 1:
-        raise ValueError(f"observed_frames: num_frames must be >= 1, got {num_frames}")
-    if not 0 < ratio <= 1:
-        raise ValueError(f"observed_frames: ratio must lie in (0, 1], got {ratio}")
-    # round first so 0.3 * 10 = 3.0000000000000004 does not become 4 frames
-    return max(1, int(np.ceil(round(ratio * num_frames, 9))))
 
 
 __all__ = [

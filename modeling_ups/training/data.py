@@ -18,15 +18,14 @@ so a resumed run sees exactly the samples an uninterrupted run would, however th
 """
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
 
-from ..configuration_ups import UPS_TASKS
+from ..configuration_ups import POSE_ESTIMATION_TASK, UPS_TASKS
 from ..evaluation.metrics import OBSERVATION_RATIOS
 
-POSE_TASK = "pose_estimation_3d"
 EARLY_TASK = "early_action_prediction_3d"
 ROTATED_TASKS = ("action_recognition_3d", EARLY_TASK)
 _ROTATION_STREAM = 1  # salt of the rotation's random stream, so it never repeats the ratio / centre draws
@@ -62,25 +61,18 @@ class WindowIndex:
     centres: np.ndarray
 
     @classmethod
-    def build(cls, frame_counts: Sequence[int], stride: int, window: Optional[int]):
+    def build(cls, processor, frame_counts: Sequence[int], stride: int, window: Optional[int]):
         rows, centres = [], []
         for r, n in enumerate(frame_counts):
-            # Short clips (the synthetic data) are one window each, centred as the processor centres them.
-            picks = [(n - 1) // 2] if window is None or n <= window else range(0, n, stride)
+            # Short clips (the synthetic data) are one window each: the frame the processor predicts of them.
+            short = window is None or n <= window
+            picks = [int(processor.target_frame_indices(n)[0])] if short else range(0, n, stride)
             rows.extend([r] * len(picks))
             centres.extend(picks)
         return cls(np.asarray(rows, dtype=np.int64), np.asarray(centres, dtype=np.int64))
 
     def __len__(self):
         return len(self.rows)
-
-
-def cut_window(sequence: np.ndarray, centre: int, window: int, axis: int = 1) -> np.ndarray:
-    """Frames ``centre - window//2 .. centre + window//2`` along ``axis``, edge-replicated beyond the ends."""
-    n = sequence.shape[axis]
-    half = window // 2
-    idx = np.clip(np.arange(centre - half, centre - half + window), 0, n - 1)
-    return np.take(sequence, idx, axis=axis)
 
 
 class TaskCollator:
@@ -119,10 +111,11 @@ class TaskCollator:
         poses, labels, targets, ratios = [], [], [], []
         # Pose estimation reads the 2D input's own layout when the converter kept the detector's joints
         # (`layout_2d`, e.g. MPII-16 Stacked-Hourglass detections); its targets stay in the 3D `layout`.
-        layout = [row.get("layout_2d") or row["layout"] if self.task == POSE_TASK else row["layout"] for row in rows]
+        is_pose = self.task == POSE_ESTIMATION_TASK
+        layout = [row.get("layout_2d") or row["layout"] if is_pose else row["layout"] for row in rows]
         coordinates = None
         for i, row in enumerate(rows):
-            if self.task == POSE_TASK:
+            if self.task == POSE_ESTIMATION_TASK:
                 if "poses_2d" not in row:
                     raise ValueError("pose estimation needs rows with a `poses_2d` column (2D input)")
                 inp, tgt = _persons_first(row["poses_2d"])[:1], _persons_first(row["poses"])[0]
@@ -132,8 +125,8 @@ class TaskCollator:
                         centre = centres[i]
                     else:
                         centre = int(self._rng(keys[i]).integers(n))
-                    inp = cut_window(inp, centre, self.pose_window, axis=1)
-                    tgt = cut_window(tgt, centre, self.pose_window, axis=0)
+                    frames = self.processor.window_frame_indices(n, self.pose_window, centre)
+                    inp, tgt = inp[:, frames], tgt[frames]
                 poses.append(inp)
                 targets.append(tgt)
                 labels.append(None)
@@ -170,7 +163,7 @@ class TaskCollator:
         keys = [k for k, _ in items]
         rows = [r for _, r in items]
         poses, labels, targets, extra = self.inputs_and_targets(rows, keys)
-        has_targets = self.task == POSE_TASK
+        has_targets = self.task == POSE_ESTIMATION_TASK
         batch = self.processor(
             poses, task=self.task, labels=None if has_targets else labels,
             target_poses=targets if has_targets else None, return_tensors="pt", **extra,
@@ -192,18 +185,24 @@ class KeyedRows(torch.utils.data.Dataset):
         return (position,), self.dataset[int(index)]
 
 
-def load_task_datasets(args, processor) -> Dict[str, Dict[str, object]]:
+def load_task_datasets(args, processor, build_synthetic: Optional[Callable[..., dict]] = None,
+                       ) -> Dict[str, Dict[str, object]]:
     """``{task: {"train": Dataset, "test": Dataset}}`` for ``args.tasks``: saved folders / Hub ids from
-    ``args.dataset`` where given, the synthetic generator for the rest."""
+    ``args.dataset`` where given, ``build_synthetic`` for the rest.
+
+    ``build_synthetic(num_train=, num_test=, seed=)`` returns ``{task: DatasetDict}`` (the caller passes
+    ``datasets_scripts.synthetic.build_synthetic_datasets``: this package never imports the converters, which depend
+    on it). Without it, every task needs a ``--dataset``."""
     from datasets import DatasetDict, load_dataset, load_from_disk
 
     out = {}
     missing = [t for t in dict.fromkeys(args.tasks) if t not in args.dataset]
     if missing:
-        from datasets_scripts.synthetic import build_synthetic_datasets
-
-        synthetic = build_synthetic_datasets(num_train=args.num_train_samples, num_test=args.num_eval_samples,
-                                             seed=args.seed)
+        if build_synthetic is None:
+            raise ValueError(f"no dataset for {missing}: pass --dataset TASK=PATH for each task (no synthetic "
+                             "data generator was given)")
+        synthetic = build_synthetic(num_train=args.num_train_samples, num_test=args.num_eval_samples,
+                                    seed=args.seed)
         for t in missing:
             out[t] = synthetic[t]
     for t in args.tasks:

