@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
@@ -32,6 +31,7 @@ if str(BENCH_DIR) not in sys.path:
 
 from harness import (  # noqa: E402
     PeakRSS,
+    count_flops,
     build_model,
     current_rss,
     load_config,
@@ -207,14 +207,6 @@ def bench_lifting(model, processor, batch_sizes=(1, 16), frames=243, layout="h36
 # ----------------------------------------------------------------------------------------------------------------
 # Compute efficiency and scaling
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def count_flops(fn) -> int:
-    """FLOPs torch's flop counter sees in ``fn()`` (matmuls, convolutions, attention)."""
-    counter = FlopCounterMode(display=False)
-    with counter:
-        fn()
-    return counter.get_total_flops()
 
 
 def bench_flops(model, batch=16, persons=2, frames=100, layout="ntu25", repeats=5, warmup=1, matmul_size=2048,

@@ -20,6 +20,7 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
@@ -41,12 +42,24 @@ except ImportError:  # pragma: no cover - psutil is installed in the project's e
 
 def load_config(spec: str, processor: Optional[UPSProcessor] = None, **overrides) -> UPSConfig:
     """A preset name under ``configuration/models`` (or a folder), with the vocabulary of ``processor`` when given
-    (as ``examples/train.py`` builds its model) and any other config field overridden."""
+    and, as ``examples/train.py`` builds its model, a frame budget no smaller than the processor's; any other config
+    field overridden."""
     path = find_resource("models", spec)
     if processor is not None:
         overrides.setdefault("num_label_tokens", processor.tokenizer.num_label_tokens)
         overrides.setdefault("num_bins", processor.tokenizer.num_bins)
+        if "max_frames" not in overrides:
+            preset_frames = UPSConfig.from_pretrained(path).max_frames
+            overrides["max_frames"] = max(preset_frames, processor.feature_extractor.max_frames)
     return UPSConfig.from_pretrained(path, **overrides)
+
+
+def count_flops(fn) -> int:
+    """FLOPs torch's flop counter sees in ``fn()`` (matmuls, convolutions, attention)."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops()
 
 
 def build_model(config: UPSConfig, attn_implementation: str = "sdpa", seed: int = 0) -> UPSForPoseSequenceModeling:

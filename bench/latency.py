@@ -78,10 +78,7 @@ def make_checkpoint(folder: Path, config: str, processor_name: str, frames: int 
     from harness import build_model, load_config, load_processor, make_raw_clips
 
     processor = load_processor(processor_name)
-    model_config = load_config(config, processor)
-    if model_config.max_frames < processor.feature_extractor.max_frames:  # as examples/train.py sizes it
-        model_config = load_config(config, processor, max_frames=processor.feature_extractor.max_frames)
-    model = build_model(model_config)
+    model = build_model(load_config(config, processor))  # the processor's vocabulary and frame budget
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     clip = folder / "clip.npy"

@@ -214,12 +214,16 @@ def normalize_screen_coordinates(pixels: torch.Tensor, width: int, height: int) 
     return pixels / width * 2 - torch.tensor([1.0, height / width], dtype=pixels.dtype)
 
 
+def _edge_pad(keypoints: torch.Tensor, pad: int) -> torch.Tensor:
+    """(T, J, C) -> (T + 2 * pad, J, C), the first and last frames repeated (VideoPose3D's generators' padding)."""
+    return torch.cat([keypoints[:1].expand(pad, -1, -1), keypoints, keypoints[-1:].expand(pad, -1, -1)])
+
+
 def lift_windows(model, keypoints: torch.Tensor, receptive_field: int, batch: int = 16) -> torch.Tensor:
     """VideoPose3D window by window: the (T, J, 2) sequence edge-padded by ``(receptive_field - 1) // 2`` frames on
     each side (its generators' padding), one ``receptive_field``-frame window per output frame, ``batch`` windows
     per call of ``TemporalModelOptimized1f``; returns (T, J, 3)."""
-    pad = (receptive_field - 1) // 2
-    padded = torch.cat([keypoints[:1].expand(pad, -1, -1), keypoints, keypoints[-1:].expand(pad, -1, -1)])
+    padded = _edge_pad(keypoints, (receptive_field - 1) // 2)
     windows = padded.unfold(0, receptive_field, 1).permute(0, 3, 1, 2)  # (T, receptive_field, J, 2), a view
     out = [model(windows[i:i + batch].contiguous())[:, 0] for i in range(0, windows.shape[0], batch)]
     return torch.cat(out)
@@ -228,6 +232,5 @@ def lift_windows(model, keypoints: torch.Tensor, receptive_field: int, batch: in
 def lift_sequence(model, keypoints: torch.Tensor, receptive_field: int) -> torch.Tensor:
     """VideoPose3D's evaluation: the whole edge-padded sequence through ``TemporalModel`` in one call (no test-time
     flip augmentation); returns (T, J, 3)."""
-    pad = (receptive_field - 1) // 2
-    padded = torch.cat([keypoints[:1].expand(pad, -1, -1), keypoints, keypoints[-1:].expand(pad, -1, -1)])
+    padded = _edge_pad(keypoints, (receptive_field - 1) // 2)
     return model(padded[None])[0]

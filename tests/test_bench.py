@@ -112,7 +112,7 @@ def test_targets_and_outputs(model, processor, tmp_path):
     ratio = sections[0]["ratios"][16]["generate_over_forward"]
     assert targets["generate_over_forward"]["met"] == (ratio <= 1.2)
     assert targets["lifting_cache_speedup"]["met"] is None  # section not run
-    assert targets["recognition_over_ctr_gcn"]["met"] is None  # no peers section: nothing typed in stands for it
+    assert targets["ups_base_over_ctr_gcn"]["met"] is None  # no peers section: nothing typed in stands for it
     result = {"environment": {**run_all.environment(), "config": "tiny", "parameters_m": 0.1, "precision": "fp32",
                               "compile": False, "quick": True, "load_average_end": [0, 0, 0], "duration_s": 1.0},
               "sections": sections, "targets": list(targets.values())}
@@ -150,9 +150,9 @@ def test_peers_ratios_come_from_the_measured_rows():
 
     section = {"name": "peers", "quick": False, "ratios": list(ratios.values())}
     figures = run_all.measured_figures([section])
-    assert figures["recognition_over_ctr_gcn"] == pytest.approx(2.5)
-    assert figures["lifting_over_videopose3d_243"] == pytest.approx(0.25)
-    assert run_all.measured_figures([dict(section, quick=True)])["recognition_over_ctr_gcn"] is None
+    assert figures["ups_base_over_ctr_gcn"] == pytest.approx(2.5)
+    assert figures["ups_base_over_videopose3d_243_windows"] == pytest.approx(0.25)
+    assert run_all.measured_figures([dict(section, quick=True)])["ups_base_over_ctr_gcn"] is None
 
 
 def test_peers_ratio_compares_the_rounds_both_rows_ran():
@@ -190,4 +190,4 @@ def test_peers_runner_times_ups_alone_without_peers():
     assert env["matmul_gflops"]["start"] > 0 and env["matmul_gflops"]["end"] > 0 and env["peers"] == {}
     json.dumps(result)
     assert "## Targets (issue 16)" in P.markdown(result)
-    assert run_all.measured_figures([P.as_section(result)])["recognition_over_ctr_gcn"] is None
+    assert run_all.measured_figures([P.as_section(result)])["ups_base_over_ctr_gcn"] is None

@@ -320,7 +320,7 @@ def test_videopose3d_every_2d_source_converts(tmp_path, source):
     num_joints, source_layout, stored, layout_2d = VIDEOPOSE3D_SOURCES[source]
     rng = np.random.default_rng(3)
     positions = {s: {"Walking 1": (rng.normal(0.0, 0.3, size=(10, 32, 3)) + [0, 0, 1]).astype(np.float32)}
-                 for s in ("S1", "S9")}  # a train and a test subject (an empty split cannot be loaded back)
+                 for s in ("S1", "S9")}  # a train and a test subject: both splits hold rows
     positions_2d = {s: {"Walking 1": [rng.uniform(0, 1000, (11, num_joints, 2)).astype(np.float32)
                                       for _ in range(4)]} for s in positions}
     path_2d = tmp_path / f"data_2d_h36m_{source}.npz"

@@ -5,7 +5,8 @@ Ported from huggingface/transformers `tests/test_modeling_common.py` (`ModelTest
 tiny UPS config and a mixed batch (every task, several skeleton layouts, 1-2 persons, padded frames). Where UPS
 differs by design (the encoder input is a skeleton sequence, not token ids; encoder states are per-person frame
 tokens; outputs have a fixed, task-constrained form) the check is adapted and the comment says how. A common test that
-does not apply is kept and skipped with its reason, so the list of transformers' tests stays visible here.
+does not apply is listed in NOT_APPLICABLE with its reason (reported as a skip by test_not_applicable_to_ups), so the
+list of transformers' tests stays visible here.
 
 Tests run on `TRANSFORMERS_TEST_DEVICE` (default: CUDA when available, else CPU), as transformers' tests do.
 """
@@ -60,6 +61,102 @@ CONFIG_INDEPENDENT_TESTS = {
     "test_generate_from_encoder_outputs", "test_generate_passes_output_options_to_encoder",
     "test_prepare_inputs_for_generation_kwargs_forwards", "test_min_new_tokens_beyond_fixed_length_is_refused",
     "test_assisted_decoding_is_refused", "test_return_dict_from_config",
+}
+
+
+# transformers' common tests that do not apply to UPS, with the reason: test_not_applicable_to_ups reports each
+# as a skip (the list of transformers' tests stays visible), and test_not_applicable_tests_are_not_defined checks
+# that none of them is also implemented in the mixins below.
+NOT_APPLICABLE = {
+    # ModelTesterMixin
+    "test_keep_in_fp32_modules":
+        "UPS keeps no module in fp32 (no `_keep_in_fp32_modules`); dtype loading is "
+        "test_from_pretrained_dtype",
+    "test_feed_forward_chunking":
+        "UPS implements no feed-forward chunking (config.chunk_size_feed_forward is not read)",
+    "test_resize_position_vector_embeddings":
+        "test_resize_position_embeddings is False (as for most models): no resize_position_embeddings",
+    "test_inputs_embeds_matches_input_ids":
+        "UPS's encoder input is a skeleton sequence (pose_values), there are no input_ids / inputs_embeds",
+    "test_problem_types":
+        "for sequence/image classification heads (problem_type); UPS classifies by generating a label",
+    "test_load_with_mismatched_shapes":
+        "for sequence classification heads (num_labels): see test_can_load_ignoring_mismatched_shapes",
+    "test_eager_matches_batched_and_grouped_inference":
+        "for mixture-of-experts models (set_experts_implementation); UPS routes whole blocks",
+    "test_sliding_window_mask": "UPS has no sliding-window attention",
+    "test_headmasking": f"head masking: {REMOVED_IN_V5}",
+    "test_head_pruning": f"head pruning: {REMOVED_IN_V5}",
+    "test_head_pruning_save_load_from_pretrained": f"head pruning: {REMOVED_IN_V5}",
+    "test_head_pruning_save_load_from_config_init": f"head pruning: {REMOVED_IN_V5}",
+    "test_head_pruning_integration": f"head pruning: {REMOVED_IN_V5}",
+    "test_torchscript_simple": f"TorchScript tracing: {REMOVED_IN_V5}",
+    "test_torchscript_output_attentions": f"TorchScript tracing: {REMOVED_IN_V5}",
+    "test_torchscript_output_hidden_state": f"TorchScript tracing: {REMOVED_IN_V5}",
+    "test_torch_fx": f"torch.fx symbolic tracing: {REMOVED_IN_V5}",
+    "test_save_load_fast_init_from_base":
+        f"fast init: {REMOVED_IN_V5} (meta-device init is test_can_init_all_missing_weights)",
+    "test_save_load_fast_init_to_base":
+        f"fast init: {REMOVED_IN_V5} (meta-device init is test_can_init_all_missing_weights)",
+    "test_initialization":
+        f"_config_zero_init initialisation check: {REMOVED_IN_V5} (test_can_init_all_missing_weights)",
+    "test_pt_tf_model_equivalence": f"TensorFlow/Flax cross tests: {REMOVED_IN_V5}",
+    "test_get_text_features_output": "for multimodal models with get_text/image/audio/video_features; UPS has none",
+    "test_can_load_from_already_mapped_keys":
+        "UPS has no weight conversion mapping (checkpoint keys are the module names)",
+    "test_attn_implementation_composite_models": "UPS is not a composite model (one config, no sub-models)",
+    "test_sdpa_can_dispatch_composite_models": "UPS is not a composite model (one config, no sub-models)",
+    "test_can_set_attention_dynamically_composite_model": "UPS is not a composite model (one config, no sub-models)",
+    "test_flash_attn_2_can_dispatch_composite_models":
+        "UPS does not declare flash-attention support; not a composite model",
+    "test_flash_attn_2_from_config": "UPS does not declare flash-attention support (_supports_flash_attn is False)",
+    "test_flash_attn_2_fp32_ln": "UPS does not declare flash-attention support; needs bitsandbytes and flash-attn",
+    "test_sdpa_can_dispatch_on_flash":
+        "slow accelerator test of flash-kernel SDPA without attention masks; UPS's attention always takes "
+        "a mask (padded frames and absent persons of the skeleton memory)",
+    "test_sdpa_can_compile_dynamic": "slow torch.compile test (transformers runs it with @slow on accelerators only)",
+    "test_torch_compile_for_training": "slow torch.compile test (transformers runs it with @slow on accelerators only)",
+    "test_torch_export":
+        "UPS's encoder computes present persons' rows only and groups rows per routed block "
+        "(data-dependent shapes through nonzero()), which torch.export cannot trace statically",
+    "test_multi_gpu_data_parallel_forward": "needs two GPUs",
+    "test_model_parallelism": "needs two accelerators",
+    "test_can_load_with_global_device_set":
+        "needs an accelerator and a subprocess; test_can_load_with_device_context_manager covers loading "
+        "under a device",
+    # GenerationTesterMixin
+    "test_model_parallel_beam_search": "needs two accelerators",
+    "test_generate_with_quant_cache":
+        "needs optimum-quanto (quantized KV cache); UPS caches a few positions per output",
+    "test_generate_compilation_all_outputs":
+        "UPS does not declare _can_compile_fullgraph (transformers skips these tests then)",
+    "test_generate_from_inputs_embeds": "UPS has no input embeddings (the encoder input is a skeleton sequence)",
+    "test_generate_from_random_inputs_embeds": "UPS has no input embeddings (the encoder input is a skeleton sequence)",
+    "test_generate_from_inputs_embeds_with_static_cache":
+        "UPS has no input embeddings (the encoder input is a skeleton sequence)",
+    "test_generate_continue_from_inputs_embeds":
+        "UPS has no input embeddings (the encoder input is a skeleton sequence)",
+    "test_left_padding_compatibility":
+        "decoder-only prompt padding; UPS's decoder prompt is the start token alone, and encoder padding "
+        "(frames, persons, joints) is test_batching_equivalence",
+    "test_eager_padding_matches_padding_free_with_position_ids":
+        "padding-free (packed) decoder-only training with position_ids; not applicable to UPS",
+    "test_sdpa_padding_matches_padding_free_with_position_ids":
+        "padding-free (packed) decoder-only training with position_ids; not applicable to UPS",
+    "test_flash_attention_2_continue_generate_with_position_ids": "UPS does not declare flash-attention support",
+    "test_forward_with_logits_to_keep":
+        "UPS's forward has no logits_to_keep (generation decodes a few tokens per output)",
+    "test_assisted_decoding_with_logits_to_keep":
+        "UPS refuses assisted decoding (test_assisted_decoding_is_refused) and has no logits_to_keep",
+    "test_assisted_decoding_matches_greedy_search": "UPS refuses assisted decoding: test_assisted_decoding_is_refused",
+    "test_prompt_lookup_decoding_matches_greedy_search":
+        "UPS refuses prompt-lookup decoding: test_assisted_decoding_is_refused",
+    "test_assisted_decoding_sample": "UPS refuses assisted decoding: test_assisted_decoding_is_refused",
+    "test_group_beam_search_generate": f"group (diverse) beam search: {REMOVED_IN_V5} (moved to Hub custom_generate)",
+    "test_constrained_beam_search_generate": f"constrained beam search: {REMOVED_IN_V5} (moved to Hub custom_generate)",
+    "test_contrastive_generate": f"contrastive search: {REMOVED_IN_V5} (moved to Hub custom_generate)",
+    "test_dola_decoding_sample": f"DoLa decoding: {REMOVED_IN_V5} (moved to Hub custom_generate)",
+    "test_beam_search_low_memory": f"low-memory beam search: {REMOVED_IN_V5}",
 }
 
 
@@ -310,16 +407,12 @@ class ModelTesterMixin:
                                            msg=lambda text: f"{key}: {text}")
 
     def test_keep_in_fp32_modules_exist(self):
+        """UPS keeps no module in fp32 (no `_keep_in_fp32_modules` / `_keep_in_fp32_modules_strict`)."""
         config = self.model_tester.get_config()
         for model_class in self.all_model_classes:
             model = model_class(copy.deepcopy(config))
             if model._keep_in_fp32_modules or model._keep_in_fp32_modules_strict:
                 pytest.fail("UPS declares no fp32 modules; update this test if that changes")
-        pytest.skip("UPS keeps no module in fp32 (no `_keep_in_fp32_modules` / `_keep_in_fp32_modules_strict`)")
-
-    def test_keep_in_fp32_modules(self):
-        pytest.skip("UPS keeps no module in fp32 (no `_keep_in_fp32_modules`); dtype loading is "
-                    "test_from_pretrained_dtype")
 
     def test_save_load_keys_to_ignore_on_save(self, tmp_path):
         config, _ = self.model_tester.prepare_config_and_inputs_for_common()
@@ -550,31 +643,62 @@ class ModelTesterMixin:
             assert not any(m.gradient_checkpointing for m in model.modules() if hasattr(m, "gradient_checkpointing"))
 
     def test_enable_input_require_grads(self):
-        config = self.model_tester.get_config()
+        """With every parameter frozen (as under adapters), the input embeddings' output requires grad after
+        enable_input_require_grads and no longer after disable_input_require_grads."""
+        config, inputs = self.model_tester.prepare_config_and_inputs_for_common()
         for model_class in self.all_model_classes:
-            model = model_class(copy.deepcopy(config))
-            try:
-                model.enable_input_require_grads()
-            finally:
-                model.disable_input_require_grads()
+            model = self._make_model(model_class, config).requires_grad_(False)
+            prepared = self._prepare_for_class(inputs, model_class)
+            outputs = []
+            model.get_input_embeddings().register_forward_hook(lambda module, args, output: outputs.append(output))
 
+            def embedding_output_requires_grad():
+                outputs.clear()
+                model(**prepared)
+                assert outputs
+                return all(output.requires_grad for output in outputs)
+
+            assert not embedding_output_requires_grad()
+            model.enable_input_require_grads()
+            assert embedding_output_requires_grad()
+            model.disable_input_require_grads()
+            assert not embedding_output_requires_grad()
+
+    # torch warns of each checkpointed layer whose inputs do not require grad: every layer without the hook, the
+    # encoder's (frozen, fed by the pose values) with it.
+    @pytest.mark.filterwarnings("ignore:None of the inputs have requires_grad=True")
     def test_enable_input_require_grads_with_gradient_checkpointing(self):
+        """Frozen embeddings under (reentrant) gradient checkpointing: a checkpointed layer whose inputs do not
+        require grad gives no gradient, so with every parameter frozen the loss needs enable_input_require_grads;
+        with it, the embedding output requires grad and the backward pass runs through the checkpointed decoder
+        layers (recomputing them) back to the embeddings."""
         config, inputs = self.model_tester.prepare_config_and_inputs_for_common()
         config.use_cache = False
         model_class = UPSForPoseSequenceModeling
-        model = self._make_model(model_class, config).train()
+        model = self._make_model(model_class, config).train().requires_grad_(False)
         inputs = self._prepare_for_class(inputs, model_class, return_labels=True, config=config)
-        embedding = model.get_input_embeddings().weight
-        set_seed(42)
-        model(**inputs).loss.backward()
-        assert embedding.grad is not None and embedding.grad.abs().sum() > 0
-        model.zero_grad(set_to_none=True)
-        _enable_checkpointing(model)
+        _enable_checkpointing(model, {"use_reentrant": True})
+        embedded = []
+        model.get_input_embeddings().register_forward_hook(lambda module, args, output: embedded.append(output))
+        assert not model(**inputs).loss.requires_grad
+        embedded.clear()
+
         model.enable_input_require_grads()
-        set_seed(42)
-        model(**inputs).loss.backward()
-        assert embedding.grad is not None and torch.isfinite(embedding.grad).all()
-        assert embedding.grad.abs().sum() > 0
+        layer = model.model.decoder.layers[-1]
+        assert isinstance(layer, GradientCheckpointingLayer) and layer.gradient_checkpointing
+        sublayer = next(m for m in layer.modules() if isinstance(m, nn.Linear))
+        with mock.patch.object(sublayer, "forward", wraps=sublayer.forward) as forward_mock:
+            set_seed(42)
+            loss = model(**inputs).loss
+            calls_in_forward = forward_mock.call_count
+            assert calls_in_forward > 0 and loss.requires_grad
+            loss.backward()
+            # The backward pass reached the checkpointed layer: it ran the layer again.
+            assert forward_mock.call_count > calls_in_forward
+        assert len(embedded) == 1 and embedded[0].requires_grad
+        assert embedded[0].grad is not None and torch.isfinite(embedded[0].grad).all()
+        assert embedded[0].grad.abs().sum() > 0
+        assert all(p.grad is None for p in model.parameters())
 
     def check_training_gradient_checkpointing(self, gradient_checkpointing_kwargs=None):
         # Only the head model has a loss (transformers skips base models here too).
@@ -998,146 +1122,38 @@ class ModelTesterMixin:
         assert encoder_attentions.grad is None
 
     # ---- things UPS does not have
-    def test_feed_forward_chunking(self):
-        pytest.skip("UPS implements no feed-forward chunking (config.chunk_size_feed_forward is not read)")
-
-    def test_resize_position_vector_embeddings(self):
-        pytest.skip("test_resize_position_embeddings is False (as for most models): no resize_position_embeddings")
-
     def test_inputs_embeds(self):
+        """UPS's encoder input is a skeleton sequence (pose_values), there are no input embeddings."""
         assert "inputs_embeds" not in inspect.signature(UPSForPoseSequenceModeling.forward).parameters
-        pytest.skip("UPS's encoder input is a skeleton sequence (pose_values), there are no input embeddings")
-
-    def test_inputs_embeds_matches_input_ids(self):
-        pytest.skip("UPS's encoder input is a skeleton sequence (pose_values), there are no input_ids / inputs_embeds")
-
-    def test_problem_types(self):
-        pytest.skip("for sequence/image classification heads (problem_type); UPS classifies by generating a label")
-
-    def test_load_with_mismatched_shapes(self):
-        pytest.skip("for sequence classification heads (num_labels): see test_can_load_ignoring_mismatched_shapes")
-
-    def test_eager_matches_batched_and_grouped_inference(self):
-        pytest.skip("for mixture-of-experts models (set_experts_implementation); UPS routes whole blocks")
-
-    def test_sliding_window_mask(self):
-        pytest.skip("UPS has no sliding-window attention")
-
-    def test_headmasking(self):
-        pytest.skip(f"head masking: {REMOVED_IN_V5}")
-
-    def test_head_pruning(self):
-        pytest.skip(f"head pruning: {REMOVED_IN_V5}")
-
-    def test_head_pruning_save_load_from_pretrained(self):
-        pytest.skip(f"head pruning: {REMOVED_IN_V5}")
-
-    def test_head_pruning_save_load_from_config_init(self):
-        pytest.skip(f"head pruning: {REMOVED_IN_V5}")
-
-    def test_head_pruning_integration(self):
-        pytest.skip(f"head pruning: {REMOVED_IN_V5}")
-
-    def test_torchscript_simple(self):
-        pytest.skip(f"TorchScript tracing: {REMOVED_IN_V5}")
-
-    def test_torchscript_output_attentions(self):
-        pytest.skip(f"TorchScript tracing: {REMOVED_IN_V5}")
-
-    def test_torchscript_output_hidden_state(self):
-        pytest.skip(f"TorchScript tracing: {REMOVED_IN_V5}")
-
-    def test_torch_fx(self):
-        pytest.skip(f"torch.fx symbolic tracing: {REMOVED_IN_V5}")
-
-    def test_save_load_fast_init_from_base(self):
-        pytest.skip(f"fast init: {REMOVED_IN_V5} (meta-device init is test_can_init_all_missing_weights)")
-
-    def test_save_load_fast_init_to_base(self):
-        pytest.skip(f"fast init: {REMOVED_IN_V5} (meta-device init is test_can_init_all_missing_weights)")
-
-    def test_initialization(self):
-        pytest.skip(f"_config_zero_init initialisation check: {REMOVED_IN_V5} (test_can_init_all_missing_weights)")
-
-    def test_pt_tf_model_equivalence(self):
-        pytest.skip(f"TensorFlow/Flax cross tests: {REMOVED_IN_V5}")
-
-    def test_get_text_features_output(self):
-        pytest.skip("for multimodal models with get_text/image/audio/video_features; UPS has none")
 
     def test_capture_outputs_decorator(self):
+        """UPS collects hidden states and attentions itself, without the capture_outputs decorator."""
         model = UPSForPoseSequenceModeling(self.model_tester.get_config())
         assert not any(getattr(m, "_can_record_outputs", None) for m in model.modules()
                        if isinstance(m, PreTrainedModel))
-        pytest.skip("UPS collects hidden states and attentions itself, without the capture_outputs decorator")
 
     def test_tp_plan_matches_params(self):
+        """UPS has no tensor-parallel plan."""
         assert self.model_tester.get_config().base_model_tp_plan is None
-        pytest.skip("UPS has no tensor-parallel plan")
 
     def test_reverse_loading_mapping(self):
+        """UPS has no weight conversion mapping (checkpoint keys are the module names)."""
         from transformers.conversion_mapping import get_model_conversion_mapping
 
         model = UPSForPoseSequenceModeling(self.model_tester.get_config())
         assert len(get_model_conversion_mapping(model, add_legacy=False)) == 0
-        pytest.skip("UPS has no weight conversion mapping (checkpoint keys are the module names)")
-
-    def test_can_load_from_already_mapped_keys(self):
-        pytest.skip("UPS has no weight conversion mapping (checkpoint keys are the module names)")
 
     def test_internal_model_config_and_subconfig_are_same(self):
+        """UPSConfig has no sub-configs."""
         assert self.model_tester.get_config().sub_configs == {}
-        pytest.skip("UPSConfig has no sub-configs")
-
-    def test_attn_implementation_composite_models(self):
-        pytest.skip("UPS is not a composite model (one config, no sub-models)")
-
-    def test_sdpa_can_dispatch_composite_models(self):
-        pytest.skip("UPS is not a composite model (one config, no sub-models)")
-
-    def test_can_set_attention_dynamically_composite_model(self):
-        pytest.skip("UPS is not a composite model (one config, no sub-models)")
 
     def test_flash_attn_2_inference_equivalence(self):
+        """UPS does not declare flash-attention support (_supports_flash_attn is False); needs flash-attn."""
         assert not UPSForPoseSequenceModeling._supports_flash_attn
-        pytest.skip("UPS does not declare flash-attention support (_supports_flash_attn is False); needs flash-attn")
-
-    def test_flash_attn_2_can_dispatch_composite_models(self):
-        pytest.skip("UPS does not declare flash-attention support; not a composite model")
-
-    def test_flash_attn_2_from_config(self):
-        pytest.skip("UPS does not declare flash-attention support (_supports_flash_attn is False)")
-
-    def test_flash_attn_2_fp32_ln(self):
-        pytest.skip("UPS does not declare flash-attention support; needs bitsandbytes and flash-attn")
 
     def test_flex_attention_with_grads(self):
+        """UPS does not declare flex-attention support (_supports_flex_attn is False)."""
         assert not UPSForPoseSequenceModeling._supports_flex_attn
-        pytest.skip("UPS does not declare flex-attention support (_supports_flex_attn is False)")
-
-    def test_sdpa_can_dispatch_on_flash(self):
-        pytest.skip("slow accelerator test of flash-kernel SDPA without attention masks; UPS's attention always takes "
-                    "a mask (padded frames and absent persons of the skeleton memory)")
-
-    def test_sdpa_can_compile_dynamic(self):
-        pytest.skip("slow torch.compile test (transformers runs it with @slow on accelerators only)")
-
-    def test_torch_compile_for_training(self):
-        pytest.skip("slow torch.compile test (transformers runs it with @slow on accelerators only)")
-
-    def test_torch_export(self):
-        pytest.skip("UPS's encoder computes present persons' rows only and groups rows per routed block "
-                    "(data-dependent shapes through nonzero()), which torch.export cannot trace statically")
-
-    def test_multi_gpu_data_parallel_forward(self):
-        pytest.skip("needs two GPUs")
-
-    def test_model_parallelism(self):
-        pytest.skip("needs two accelerators")
-
-    def test_can_load_with_global_device_set(self):
-        pytest.skip("needs an accelerator and a subprocess; test_can_load_with_device_context_manager covers loading "
-                    "under a device")
 
     # ---- embeddings
     def test_model_get_set_embeddings(self):
@@ -1238,7 +1254,6 @@ class ModelTesterMixin:
 
     def test_generation_tester_mixin_inheritance(self):
         assert self.all_generative_model_classes == (UPSForPoseSequenceModeling,)
-        assert isinstance(self, GenerationTesterMixin)
         assert not UPSModel.can_generate()
 
     # ---- attention implementations
@@ -1702,9 +1717,6 @@ class GenerationTesterMixin:
         scores = output.sequences_scores.view(-1, 2)
         assert (scores[:, 0] >= scores[:, 1] - 1e-6).all()
 
-    def test_model_parallel_beam_search(self):
-        pytest.skip("needs two accelerators")
-
     # ---- caches
     def test_generate_cache_equivalence(self):
         """use_cache=True and False give identical tokens and (within float rounding) identical scores, for greedy,
@@ -1804,15 +1816,9 @@ class GenerationTesterMixin:
                 torch.testing.assert_close(a[finite], b[finite], atol=1e-3 if dtype == torch.float16 else 1e-5,
                                            rtol=1e-3 if dtype == torch.float16 else 1e-5)
 
-    def test_generate_with_quant_cache(self):
-        pytest.skip("needs optimum-quanto (quantized KV cache); UPS caches a few positions per output")
-
     def test_generate_compile_model_forward_fullgraph(self):
+        """UPS does not declare _can_compile_fullgraph (transformers skips these tests then)."""
         assert not UPSForPoseSequenceModeling._can_compile_fullgraph
-        pytest.skip("UPS does not declare _can_compile_fullgraph (transformers skips these tests then)")
-
-    def test_generate_compilation_all_outputs(self):
-        pytest.skip("UPS does not declare _can_compile_fullgraph (transformers skips these tests then)")
 
     # ---- inputs
     def test_generate_without_input_ids(self):
@@ -1860,40 +1866,9 @@ class GenerationTesterMixin:
         self._check_encoder_attentions(out.encoder_attentions, config, inputs)
         assert len(out.encoder_hidden_states) == config.encoder_layers + 1
 
-    def test_generate_from_inputs_embeds(self):
-        pytest.skip("UPS has no input embeddings (the encoder input is a skeleton sequence)")
-
-    def test_generate_from_random_inputs_embeds(self):
-        pytest.skip("UPS has no input embeddings (the encoder input is a skeleton sequence)")
-
-    def test_generate_from_inputs_embeds_with_static_cache(self):
-        pytest.skip("UPS has no input embeddings (the encoder input is a skeleton sequence)")
-
-    def test_generate_continue_from_inputs_embeds(self):
-        pytest.skip("UPS has no input embeddings (the encoder input is a skeleton sequence)")
-
-    def test_left_padding_compatibility(self):
-        pytest.skip("decoder-only prompt padding; UPS's decoder prompt is the start token alone, and encoder padding "
-                    "(frames, persons, joints) is test_batching_equivalence")
-
-    def test_eager_padding_matches_padding_free_with_position_ids(self):
-        pytest.skip("padding-free (packed) decoder-only training with position_ids; not applicable to UPS")
-
-    def test_sdpa_padding_matches_padding_free_with_position_ids(self):
-        pytest.skip("padding-free (packed) decoder-only training with position_ids; not applicable to UPS")
-
-    def test_flash_attention_2_continue_generate_with_position_ids(self):
-        pytest.skip("UPS does not declare flash-attention support")
-
     def test_generate_methods_with_logits_to_keep(self):
+        """UPS's forward has no logits_to_keep (generation decodes a few tokens per output)."""
         assert "logits_to_keep" not in inspect.signature(UPSForPoseSequenceModeling.forward).parameters
-        pytest.skip("UPS's forward has no logits_to_keep (generation decodes a few tokens per output)")
-
-    def test_forward_with_logits_to_keep(self):
-        pytest.skip("UPS's forward has no logits_to_keep (generation decodes a few tokens per output)")
-
-    def test_assisted_decoding_with_logits_to_keep(self):
-        pytest.skip("UPS refuses assisted decoding (test_assisted_decoding_is_refused) and has no logits_to_keep")
 
     def test_inherits_generation_mixin(self):
         for model_class in self.all_generative_model_classes:
@@ -1979,34 +1954,24 @@ class GenerationTesterMixin:
                 with pytest.raises(ValueError, match="does not support assisted decoding"):
                     model.generate(**inputs, generation_config=GenerationConfig(**option))
 
-    def test_assisted_decoding_matches_greedy_search(self):
-        pytest.skip("UPS refuses assisted decoding: test_assisted_decoding_is_refused")
-
-    def test_prompt_lookup_decoding_matches_greedy_search(self):
-        pytest.skip("UPS refuses prompt-lookup decoding: test_assisted_decoding_is_refused")
-
-    def test_assisted_decoding_sample(self):
-        pytest.skip("UPS refuses assisted decoding: test_assisted_decoding_is_refused")
-
-    def test_group_beam_search_generate(self):
-        pytest.skip(f"group (diverse) beam search: {REMOVED_IN_V5} (moved to Hub custom_generate)")
-
-    def test_constrained_beam_search_generate(self):
-        pytest.skip(f"constrained beam search: {REMOVED_IN_V5} (moved to Hub custom_generate)")
-
-    def test_contrastive_generate(self):
-        pytest.skip(f"contrastive search: {REMOVED_IN_V5} (moved to Hub custom_generate)")
-
-    def test_dola_decoding_sample(self):
-        pytest.skip(f"DoLa decoding: {REMOVED_IN_V5} (moved to Hub custom_generate)")
-
-    def test_beam_search_low_memory(self):
-        pytest.skip(f"low-memory beam search: {REMOVED_IN_V5}")
-
 
 # ====================================================================================================================
 # The suites
 # ====================================================================================================================
+
+
+@pytest.mark.parametrize("name", sorted(NOT_APPLICABLE))
+def test_not_applicable_to_ups(name):
+    """transformers' common tests that UPS does not run, each reported as a skip with its reason."""
+    pytest.skip(NOT_APPLICABLE[name])
+
+
+def test_not_applicable_tests_are_not_defined():
+    """A test listed as not applicable is not also implemented (it would run under one name and skip under the
+    other); every entry names a test and gives a reason."""
+    defined = {name for cls in (ModelTesterMixin, GenerationTesterMixin) for name in vars(cls)}
+    assert not defined & NOT_APPLICABLE.keys()
+    assert all(name.startswith("test_") and reason for name, reason in NOT_APPLICABLE.items())
 
 
 class TestUPSModel(ModelTesterMixin, GenerationTesterMixin):

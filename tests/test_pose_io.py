@@ -139,7 +139,8 @@ def test_ntu_rules_never_remove_every_body(tmp_path):
 @pytest.mark.parametrize("kwargs, match", [({"rules": ("length", "size")}, "rules must be distinct names"),
                                            ({"empty_frames": "fill"}, "empty_frames must be one of"),
                                            ({"spread_noise_ratio": 0}, "spread_noise_ratio in"),
-                                           ({"motion_range": (2.0, 1.0)}, "motion_range must be")])
+                                           ({"motion_range": (2.0, 1.0)}, "motion_range must be"),
+                                           ({"motion_range": (1.0,)}, "motion_range must be two numbers")])
 def test_ntu_denoising_settings_are_checked(kwargs, match):
     with pytest.raises(ValueError, match=match):
         pose_io.NTUDenoising(**kwargs)
@@ -411,9 +412,12 @@ def test_other_formats_are_not_called_garbled_pickles(tmp_path):
         with pytest.raises(ValueError, match=f"{name}: not a pickle but {kind}") as info:
             safe_load_pickle(tmp_path / name)
         assert "persistent" not in str(info.value)
-    with open(tmp_path / "poses.npz", "rb") as f:  # file objects too, without consuming them
-        with pytest.raises(ValueError, match="not a pickle but a zip archive"):
-            safe_load_pickle(io.BytesIO(f.read()))
+    with open(tmp_path / "poses.npz", "rb") as f:  # file objects too (peeked or seekable), without consuming them
+        for fileobj in (f, io.BytesIO(f.read())):
+            fileobj.seek(0)
+            with pytest.raises(ValueError, match="not a pickle but a zip archive"):
+                safe_load_pickle(fileobj)
+            assert fileobj.tell() == 0
 
 
 def test_truncated_pickle_is_a_value_error(tmp_path):

