@@ -406,6 +406,9 @@ class UPSEncoder(nn.Module):
         """The tensors' contract with the model (shapes, id ranges). The data itself (finite values, layouts,
         confidences, frame budget) is validated once, by the feature extractor, before it gets here."""
         config = self.config
+        if not torch.is_tensor(pose_values):
+            raise TypeError(f"pose_values must be a torch.Tensor (the UPS processor returns one), got "
+                            f"{type(pose_values).__name__}")
         if pose_values.ndim == 4:  # (B, T, J, C): a single person per clip
             pose_values = pose_values.unsqueeze(1)
         if pose_values.ndim != 5:
