@@ -435,6 +435,8 @@ def save_checkpoint(run: Run, step: int) -> None:
 
 def finish(run: Run, vocabulary: dict) -> dict:
     """Checksums, the final evaluation, results.json, the Hub folder `<output_dir>/final` (and the push)."""
+    from modeling_ups.utils.hub import export_hub_folder, push_folder_to_hub
+
     args, accelerator, unwrapped = run.args, run.accelerator, run.unwrapped
     accelerator.wait_for_everyone()
     train_time = time.time() - run.t_start
@@ -444,6 +446,10 @@ def finish(run: Run, vocabulary: dict) -> dict:
     results = {"train_time_s": train_time, "steps": args.max_steps, "tasks": args.tasks,
                "num_processes": accelerator.num_processes, "distributed_type": str(accelerator.distributed_type),
                "parameter_checksums": checksums, "torch_threads_per_process": torch.get_num_threads(), **vocabulary}
+    final = run.output_dir / "final"
+    if accelerator.is_main_process:
+        # Saved before the final evaluation too, so that an evaluation that fails loses none of the training.
+        export_hub_folder(unwrapped, run.processor, final, results=results, training_args=vars(args))
     if not args.skip_final_evaluation:
         unwrapped.eval()
         results["tasks_results"] = evaluate_all_tasks(unwrapped, run.processor, run.datasets, args.task_set,
@@ -451,9 +457,6 @@ def finish(run: Run, vocabulary: dict) -> dict:
                                                       max_samples=args.max_eval_samples, accelerator=accelerator,
                                                       pose_window=args.pose_window)
     if accelerator.is_main_process:
-        from modeling_ups.utils.hub import export_hub_folder, push_folder_to_hub
-
-        final = run.output_dir / "final"
         (run.output_dir / "results.json").write_text(json.dumps(results, indent=2))
         export_hub_folder(unwrapped, run.processor, final, results=results, training_args=vars(args))
         if "tasks_results" in results:

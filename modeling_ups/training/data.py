@@ -53,6 +53,12 @@ def row_label_name(dataset, row) -> Optional[str]:
     return dataset.features["label"].int2str(label)
 
 
+def cut_into_windows(num_frames: int, window: Optional[int], processor) -> bool:
+    """Whether a recording of ``num_frames`` frames is cut into ``window``-frame windows (edge frames repeated) rather
+    than given whole: when it is longer than the window, or shorter than the frames the model predicts per clip."""
+    return window is not None and not processor.pose_estimation_target_frames <= num_frames <= window
+
+
 @dataclass
 class WindowIndex:
     """Pose-estimation evaluation samples: (row, centre frame) pairs over a dataset of recordings."""
@@ -65,8 +71,8 @@ class WindowIndex:
         rows, centres = [], []
         for r, n in enumerate(frame_counts):
             # Short clips (the synthetic data) are one window each: the frame the processor predicts of them.
-            short = window is None or n <= window
-            picks = [int(processor.target_frame_indices(n)[0])] if short else range(0, n, stride)
+            whole = not cut_into_windows(n, window, processor)
+            picks = [int(processor.target_frame_indices(n)[0])] if whole else range(0, n, stride)
             rows.extend([r] * len(picks))
             centres.extend(picks)
         return cls(np.asarray(rows, dtype=np.int64), np.asarray(centres, dtype=np.int64))
@@ -120,7 +126,7 @@ class TaskCollator:
                     raise ValueError("pose estimation needs rows with a `poses_2d` column (2D input)")
                 inp, tgt = _persons_first(row["poses_2d"])[:1], _persons_first(row["poses"])[0]
                 n = inp.shape[1]
-                if self.pose_window is not None and n > self.pose_window:
+                if cut_into_windows(n, self.pose_window, self.processor):
                     if centres is not None:
                         centre = centres[i]
                     else:

@@ -70,14 +70,17 @@ def evaluate_classification(model, processor, task: str, data, batch_size: int =
     return result
 
 
-def _pose_targets(rows, centres, layout_name: str) -> np.ndarray:
-    """Root-relative 3D ground truth (mm) of the frames the model predicts, (N, K=1, J, 3)."""
+def _pose_targets(rows, starts, layout_name: str, num_frames: int = 1) -> np.ndarray:
+    """Root-relative 3D ground truth (mm) of the frames the model predicts, (N, K, J, 3): ``num_frames`` frames from
+    each start (the window's first target frame), the recording's last frame repeated beyond its end as the
+    windows repeat it."""
     layout = get_layout(layout_name)
     out = []
-    for row, centre in zip(rows, centres):
-        pose = _persons_first(row["poses"])[0][centre]
+    for row, start in zip(rows, starts):
+        poses = _persons_first(row["poses"])[0]
+        pose = poses[np.clip(start + np.arange(num_frames), 0, len(poses) - 1)]
         out.append(pose - layout.root_position(pose))
-    return np.stack(out)[:, None]
+    return np.stack(out)
 
 
 def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_samples: Optional[int] = None,
@@ -90,6 +93,7 @@ def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_s
         index = WindowIndex(index.rows[keep], index.centres[keep])
     collate = TaskCollator(processor, POSE_ESTIMATION_TASK, data["test"], train=False, pose_window=window)
     tokenizer = processor.tokenizer
+    k = processor.pose_estimation_target_frames
     predictions, targets, groups = [], [], []
     names = data["test"].features["label"].names
     for start in range(0, len(index), batch_size):
@@ -100,9 +104,9 @@ def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_s
         generated = model.generate(**_to_device(dict(batch), model.device))
         for row, centre, ids in zip(rows, centres, generated.cpu().tolist()):
             joints = get_layout(row["layout"]).num_joints
-            predictions.append(tokenizer.decode_pose(ids, num_joints=joints))
-            targets.append(_pose_targets([row], [centre], row["layout"])[0])
-            groups.append(names[int(row["label"])] if int(row["label"]) >= 0 else "all")
+            predictions.append(tokenizer.decode_pose(ids, num_joints=joints, num_frames=k))
+            targets.append(_pose_targets([row], [centre], row["layout"], k)[0])
+            groups.extend([names[int(row["label"])] if int(row["label"]) >= 0 else "all"] * k)
     pred, gt = np.concatenate(predictions), np.concatenate(targets)
     per_sample = mpjpe(pred, gt, reduction="sample")
     train = data["train"].with_format("numpy")
