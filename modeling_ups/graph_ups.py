@@ -1,5 +1,6 @@
 """The graph network of UPS: the joint tokenizer (CTR-GCN style TCN-GCN layers) and the graph blocks of the
-encoder's spatial modules, with the skeleton graphs they run on and their per-task normalisation.
+encoder's spatial modules, with the skeleton graphs they run on, their per-task normalisation and the row layout
+(present persons folded into the batch) every layer computes on.
 
 Shapes: ``N`` person rows, ``C`` channels, ``T`` frames, ``V = config.max_joints`` joints (padded), ``K = 3``
 adjacency subsets. Features of padded frames and joints are exactly zero after every layer.
@@ -73,6 +74,30 @@ class RowContext:
 # ----------------------------------------------------------------------------------------------------------------
 # Joint tokenizer and spatial modules
 # ----------------------------------------------------------------------------------------------------------------
+
+
+class PersonRows:
+    """The present persons of a batch folded into rows (``N`` of them), the layout every encoder layer computes on.
+
+    Args:
+        person_mask (`torch.BoolTensor` of shape `(B, M)`): present persons; row ``r`` is person
+            ``rows[r] % M`` of sample ``sample[r] = rows[r] // M``. Absent persons are never computed.
+    """
+
+    def __init__(self, person_mask: torch.Tensor):
+        self.batch, self.persons = person_mask.shape
+        self.rows = person_mask.reshape(-1).nonzero().squeeze(1)
+        self.sample = self.rows // self.persons
+
+    def gather(self, values: torch.Tensor) -> torch.Tensor:
+        """(B, M, ...) -> (N, ...)."""
+        return values.reshape((-1,) + tuple(values.shape[2:]))[self.rows]
+
+    def scatter(self, row_values: torch.Tensor) -> torch.Tensor:
+        """(N, ...) -> (B, M, ...), absent persons zero."""
+        shape = tuple(row_values.shape[1:])
+        out = row_values.new_zeros((self.batch * self.persons,) + shape).index_copy(0, self.rows, row_values)
+        return out.view((self.batch, self.persons) + shape)
 
 
 class UPSSkeletonGraph(nn.Module):
@@ -287,5 +312,5 @@ class UPSJointTokenizer(nn.Module):
         return hidden_states, context
 
 
-__all__ = ["RowContext", "UPSSkeletonGraph", "UPSGraphConvolution", "UPSTaskBatchNorm", "UPSGraphBlock",
+__all__ = ["PersonRows", "RowContext", "UPSSkeletonGraph", "UPSGraphConvolution", "UPSTaskBatchNorm", "UPSGraphBlock",
            "UPSTokenizerLayer", "UPSJointTokenizer"]

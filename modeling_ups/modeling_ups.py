@@ -38,6 +38,7 @@ from transformers.utils import logging
 from .configuration_ups import UPSConfig
 from .generation_ups import CACHE_FIELD, UPSGenerationMixin, UPSTaskConstrainedLogitsProcessor
 from .graph_ups import (
+    PersonRows,
     RowContext,
     UPSGraphBlock,
     UPSGraphConvolution,
@@ -356,30 +357,6 @@ class UPSTaskRouter(nn.Module):
         return scores, scores.argmax(-1), None
 
 
-class PersonRows:
-    """The present persons of a batch folded into rows (``N`` of them), the layout every encoder layer computes on.
-
-    Args:
-        person_mask (`torch.BoolTensor` of shape `(B, M)`): present persons; row ``r`` is person
-            ``rows[r] % M`` of sample ``sample[r] = rows[r] // M``. Absent persons are never computed.
-    """
-
-    def __init__(self, person_mask: torch.Tensor):
-        self.batch, self.persons = person_mask.shape
-        self.rows = person_mask.reshape(-1).nonzero().squeeze(1)
-        self.sample = self.rows // self.persons
-
-    def gather(self, values: torch.Tensor) -> torch.Tensor:
-        """(B, M, ...) -> (N, ...)."""
-        return values.reshape((-1,) + tuple(values.shape[2:]))[self.rows]
-
-    def scatter(self, row_values: torch.Tensor) -> torch.Tensor:
-        """(N, ...) -> (B, M, ...), absent persons zero."""
-        shape = tuple(row_values.shape[1:])
-        out = row_values.new_zeros((self.batch * self.persons,) + shape).index_copy(0, self.rows, row_values)
-        return out.view((self.batch, self.persons) + shape)
-
-
 class UPSEncoder(nn.Module):
     r"""
     Joint tokenizer + routed SEM-TEM layers + projection to the decoder width.
@@ -544,7 +521,7 @@ class UPSEncoder(nn.Module):
         return_dict = self.config.return_dict if return_dict is None else return_dict
         return output if return_dict else output.to_tuple()
 
-    def _embed_joints(self, pose_values, attention_mask, task_ids, layout_ids, persons: "PersonRows"):
+    def _embed_joints(self, pose_values, attention_mask, task_ids, layout_ids, persons: PersonRows):
         """Joint tokens (N, d, T', V) of the present persons' rows, with positions added, and their row context."""
         dtype = self.output_proj.weight.dtype
         j, max_joints = pose_values.shape[3], self.config.max_joints
@@ -565,12 +542,12 @@ class UPSEncoder(nn.Module):
         return (hidden_states + positions[None, :, :, None]) * context.feature_mask, context
 
     @staticmethod
-    def frame_tokens(features: torch.Tensor, persons: "PersonRows") -> torch.Tensor:
+    def frame_tokens(features: torch.Tensor, persons: PersonRows) -> torch.Tensor:
         """(N, d, T', V) features of the persons' rows -> (B, M * T', V * d) frame tokens, absent persons zero."""
         n, d, t, v = features.shape
         return persons.scatter(features.permute(0, 2, 3, 1).reshape(n, t, v * d)).flatten(1, 2)
 
-    def _report(self, reported: tuple, features: torch.Tensor, persons: "PersonRows"):
+    def _report(self, reported: tuple, features: torch.Tensor, persons: PersonRows):
         """``reported`` plus the frame tokens of ``features``, and the features gathered back from those tokens: the
         next layer computes from the reported tensor, so gradients reach it (`retain_grad()` works, as on in-tree
         models' hidden states). Gathering the rows back is exact and keeps the memory layout."""
