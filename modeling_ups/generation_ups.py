@@ -10,6 +10,7 @@ import torch
 from transformers import GenerationMixin
 from transformers.generation import GenerateEncoderDecoderOutput, LogitsProcessor, LogitsProcessorList
 from transformers.modeling_outputs import Seq2SeqLMOutput
+from transformers.utils import ModelOutput
 
 from .configuration_ups import UPSConfig, task_emits_pose
 
@@ -193,11 +194,13 @@ class UPSGenerationMixin(GenerationMixin):
         _refuse_assisted_decoding(setting)
         if pose_values is None and "inputs" in kwargs:
             pose_values = kwargs.pop("inputs")
-        # A copy of given encoder outputs: generate() expands them for beams and returned sequences in place, and
-        # the caller may use them again.
+        given = kwargs.pop("encoder_outputs", None)
+        if isinstance(given, ModelOutput):
+            # transformers' generate() expands encoder outputs for beams and returned sequences in place: work on a
+            # shallow copy, so that the caller can use theirs again.
+            given = type(given)(**given)
         encoder_outputs = self.get_encoder().encode(
-            pose_values, attention_mask, person_mask, task_ids, layout_ids,
-            encoder_outputs=kwargs.pop("encoder_outputs", None),
+            pose_values, attention_mask, person_mask, task_ids, layout_ids, encoder_outputs=given,
             output_attentions=bool(setting("output_attentions")),
             output_hidden_states=bool(setting("output_hidden_states")),
         )
@@ -261,22 +264,21 @@ class UPSGenerationMixin(GenerationMixin):
         memory = encoder_outputs.last_hidden_state
         rows, device = memory.shape[0], memory.device
         eot, length = constraint.eot.to(device), constraint.length.to(device)
+        # Row r emits its EOT at step length[r] (the constraint allows nothing else there) and <pad> after it, so
+        # which rows are finished follows from the step: no per-step state, no device sync.
+        longest = int(constraint.length.max())
         tokens = torch.full((rows, 1), self.config.decoder_start_token_id, dtype=torch.long, device=device)
-        finished = torch.zeros(rows, dtype=torch.bool, device=device)
         cache = None
-        for step in range(int(length.max()) + 1):
-            if step < int(length[~finished].max()):  # an unfinished row still chooses its token
+        for step in range(longest + 1):
+            if step < longest:
                 outputs = self(encoder_outputs=encoder_outputs, decoder_input_ids=tokens[:, -1:] if step else tokens,
-                               cache=cache, use_cache=step + 1 < int(length.max()), return_dict=True)
+                               cache=cache, use_cache=step + 1 < longest, return_dict=True)
                 cache = getattr(outputs, CACHE_FIELD)
                 chosen = constraint.constrain(step, outputs.logits[:, -1].float()).argmax(-1)
-            else:
+            else:  # every row's token is forced: its EOT, or <pad> after it
                 chosen = eot
-            chosen = torch.where(finished, self.config.pad_token_id, chosen)
+            chosen = torch.where(step > length, self.config.pad_token_id, chosen)
             tokens = torch.cat([tokens, chosen[:, None]], dim=1)
-            finished |= chosen == eot
-            if bool(finished.all()):
-                break
         if kwargs.get("return_dict_in_generate", self.generation_config.return_dict_in_generate):
             return GenerateEncoderDecoderOutput(sequences=tokens)
         return tokens

@@ -435,12 +435,12 @@ class UPSEncoder(nn.Module):
         self, pose_values=None, attention_mask=None, person_mask=None, task_ids=None, layout_ids=None,
         encoder_outputs=None, output_attentions: bool = False, output_hidden_states: bool = False,
     ) -> UPSEncoderOutput:
-        """The encoder's output for the inputs, or ``encoder_outputs`` when given: a [`UPSEncoderOutput`] (returned
-        as a shallow copy, so that callers that expand it in place, as `generate()` does, leave the caller's intact)
-        or its `to_tuple()`. The one place the model turns "inputs or precomputed encoder outputs" into outputs."""
+        """The encoder's output for the inputs, or ``encoder_outputs`` when given (a [`UPSEncoderOutput`], returned as
+        it is, or its `to_tuple()`). The one place the model turns "inputs or precomputed encoder outputs" into
+        outputs."""
         if encoder_outputs is not None:
             if isinstance(encoder_outputs, UPSEncoderOutput):
-                return UPSEncoderOutput(**encoder_outputs)
+                return encoder_outputs
             return UPSEncoderOutput.from_tuple(encoder_outputs)
         if pose_values is None:
             raise ValueError("Pass pose_values (or precomputed encoder_outputs)")
