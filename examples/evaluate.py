@@ -38,6 +38,10 @@ def parse_args(argv=None):
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--max_eval_samples", type=int)
     p.add_argument("--pose_window", type=int, help="frames per pose-estimation window (long recordings)")
+    p.add_argument("--pose_eval_stride", type=int, default=5,
+                   help="pose estimation: predict every N-th frame of each test recording (1: every frame)")
+    p.add_argument("--test_time_flip", action="store_true",
+                   help="pose estimation: average each prediction with the mirrored input's, mirrored back")
     p.add_argument("--num_train_samples", type=int, default=2000, help="synthetic data: train size (baselines)")
     p.add_argument("--num_eval_samples", type=int, default=400, help="synthetic data: test size")
     p.add_argument("--seed", type=int, default=0, help="synthetic data seed (the training default is 0)")
@@ -73,16 +77,17 @@ def main(argv=None):
     processor.check_model_config(model.config)
     datasets = load_task_datasets(args, processor, build_synthetic=build_synthetic_datasets)
     results = evaluate_all_tasks(model, processor, datasets, args.tasks, batch_size=args.batch_size,
-                                 max_samples=args.max_eval_samples, pose_window=args.pose_window)
+                                 max_samples=args.max_eval_samples, pose_window=args.pose_window,
+                                 pose_stride=args.pose_eval_stride, test_time_flip=args.test_time_flip)
     # examples/train.py records "none" when the vocabulary embeddings stayed random (no text encoder).
     vocabulary = vocabulary_record(model.config.text_encoder_name_or_path)
     print(format_results_table(results, vocabulary_init=vocabulary["vocabulary_init"] if vocabulary["random_vocabulary"]
                                else None))
     for task, r in results.items():
         if "per_action_mpjpe" in r and len(r["per_action_mpjpe"]) > 1:
-            print(f"\n{task}: MPJPE per action (mm)")
+            print(f"\n{task}: MPJPE / P-MPJPE per action (mm)")
             for action, value in sorted(r["per_action_mpjpe"].items()):
-                print(f"  {action:<24} {value:7.1f}")
+                print(f"  {action:<24} {value:7.1f} {r['per_action_p_mpjpe'][action]:7.1f}")
     if args.output:
         Path(args.output).write_text(json.dumps(results, indent=2))
     return results

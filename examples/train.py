@@ -59,14 +59,14 @@ PAPER_TASK_ORDER = ["pose_estimation_3d", "action_recognition_2d", "early_action
 # Every option's default, in one place. Precedence: the command line, then the recipe (`--config`), then this table.
 # argparse leaves every option None, so a value given on the command line is always told apart from a default.
 DEFAULTS = dict(
-    config="demo", model_config="ups-tiny", model_name_or_path=None, processor="synthetic", dataset=None,
+    config="demo", model_config="ups-tiny", config_overrides=None, model_name_or_path=None, processor="synthetic", dataset=None,
     tasks=PAPER_TASK_ORDER, output_dir="outputs/ups-demo", max_steps=None, num_train_epochs=None,
     per_device_train_batch_size=32, per_device_eval_batch_size=64, learning_rate=1e-3, weight_decay=5e-4,
     lr_scheduler_type="cosine", num_warmup_steps=0, gradient_accumulation_steps=1, max_grad_norm=1.0,
     gumbel_temperature_start=1.0, gumbel_temperature_end=0.1, checkpointing_steps=0, checkpoints_total_limit=2,
     resume_from_checkpoint=None, report_to="none", logging_steps=10, seed=0, mixed_precision="no",
     text_encoder="auto", num_train_samples=2000, num_eval_samples=400, max_eval_samples=None, pose_window=None,
-    rotation_degrees=0.0, num_frames=None, dataloader_num_workers=0, num_threads=None, skip_final_evaluation=False,
+    rotation_degrees=0.0, flip_probability=0.0, test_time_flip=False, pose_eval_stride=5, num_frames=None, dataloader_num_workers=0, num_threads=None, skip_final_evaluation=False,
     push_to_hub=False, hub_model_id=None, hub_token=None,
 )
 
@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                    f"(default: {DEFAULTS['config']})")
     p.add_argument("--model_config", help="model preset name (configuration/models: ups-tiny, ups-base) or folder; "
                    "overrides the recipe")
+    p.add_argument("--config_overrides",
+                   help="model config fields that override the preset, as transformers' examples take them: "
+                        "'routing_train_all_blocks=false,dropout=0.2'")
     p.add_argument("--model_name_or_path", help="start from a trained checkpoint (per-task fine-tuning)")
     p.add_argument("--processor", help="processor name (processors/: synthetic, ntu60, unified, ...) or folder whose "
                    "vocabulary the model uses")
@@ -113,6 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rotation_degrees", type=float,
                    help="training augmentation of 3D recognition / early prediction: random yaw and pitch up to this "
                         "many degrees (0: off)")
+    p.add_argument("--flip_probability", type=float,
+                   help="training augmentation of every task: mirror a sample (x negated, left and right joints "
+                        "swapped, in input and pose target) with this probability (VideoPose3D uses 0.5; 0: off)")
+    p.add_argument("--test_time_flip", action="store_true", default=None,
+                   help="final evaluation of pose estimation: average each prediction with the mirrored input's, "
+                        "mirrored back (VideoPose3D's test-time augmentation)")
+    p.add_argument("--pose_eval_stride", type=int,
+                   help="final evaluation of pose estimation: predict every N-th frame of each test recording "
+                        "(1: every frame, VideoPose3D's protocol)")
     p.add_argument("--num_frames", type=int,
                    help="resample every clip to this many frames (pyskl's uniform sampling); saved with the processor")
     p.add_argument("--dataloader_num_workers", type=int)
@@ -201,6 +213,9 @@ def build_model(args, processor, accelerator):
         max_frames=max(preset.max_frames, processor.feature_extractor.max_frames),
         pose_estimation_target_frames=processor.pose_estimation_target_frames,
     )
+    if args.config_overrides:
+        config.update_from_string(args.config_overrides)
+        config = UPSConfig.from_dict(config.to_dict())  # the constructor's checks see the overridden values
     model = UPSForPoseSequenceModeling(config)
     encoder_spec = resolve_text_encoder(args.text_encoder)
     if encoder_spec is not None:
@@ -356,7 +371,8 @@ def task_batch_iterators(run: Run, rotation: TaskRotation, start_step: int) -> d
             KeyedRows(train_split), batch_sampler=sampler, num_workers=args.dataloader_num_workers,
             generator=torch.Generator().manual_seed(args.seed),
             collate_fn=TaskCollator(run.processor, t, train_split, train=True, seed=args.seed,
-                                    pose_window=args.pose_window, rotation_degrees=args.rotation_degrees),
+                                    pose_window=args.pose_window, rotation_degrees=args.rotation_degrees,
+                                    flip_probability=args.flip_probability),
         )
         iterators[t] = iter(loader)
     return iterators
@@ -455,7 +471,8 @@ def finish(run: Run, vocabulary: dict) -> dict:
         results["tasks_results"] = evaluate_all_tasks(unwrapped, run.processor, run.datasets, args.task_set,
                                                       batch_size=args.per_device_eval_batch_size,
                                                       max_samples=args.max_eval_samples, accelerator=accelerator,
-                                                      pose_window=args.pose_window)
+                                                      pose_window=args.pose_window, pose_stride=args.pose_eval_stride,
+                                                      test_time_flip=args.test_time_flip)
     if accelerator.is_main_process:
         (run.output_dir / "results.json").write_text(json.dumps(results, indent=2))
         export_hub_folder(unwrapped, run.processor, final, results=results, training_args=vars(args))

@@ -192,6 +192,12 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
             Size ``q`` of the task and block embeddings whose dot product scores the blocks.
         gumbel_temperature (`float`, *optional*, defaults to 1.0):
             Gumbel-softmax temperature used while training (annealed by the training recipe).
+        routing_train_all_blocks (`bool`, *optional*, defaults to `True`):
+            While training, run every block of a layer on every sample and weight them by the straight-through
+            one-hot gates, so every block's gate gets a gradient (the usual Gumbel-softmax estimator). `False` runs
+            each sample through its sampled block only, as inference does, and the gradient reaches the routing
+            scores through that block's gate alone: the encoder layers' training cost is divided by
+            `encoder_blocks_per_layer` (docs/results.md measures both).
         d_model (`int`, *optional*, defaults to 256):
             Decoder width (and width of the vocabulary embedding table).
         decoder_layers (`int`, *optional*, defaults to 3):
@@ -253,6 +259,7 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
     encoder_ffn_dim: int = 512
     routing_embedding_dim: int = 256
     gumbel_temperature: float = 1.0
+    routing_train_all_blocks: bool = True
     d_model: int = 256
     decoder_layers: int = 3
     decoder_attention_heads: int = 8

@@ -16,7 +16,7 @@ import torch
 from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
 from transformers.utils import logging
 
-from .configuration_ups import UPS_TASKS, observed_frames, resolve_task
+from .configuration_ups import UPS_TASKS, observed_frames, resolve_task, task_emits_pose
 from .skeletons import LAYOUTS, MODEL_LAYOUTS, conversion_available, convert_layout, get_layout
 
 logger = logging.get_logger(__name__)
@@ -90,9 +90,11 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
        PreNormalize3D), and divided by one scale, the RMS distance of person 0's valid joints to its per-frame
        root over the clip (so metres, millimetres and pixels give the same model input). Frames that are all
        zeros (absent) and joints with confidence 0 (missing) stay zero.
-    5. **Frames**: with `num_frames` every clip is resampled uniformly to that length; otherwise clips longer
-       than `max_frames` are resampled uniformly to `max_frames` (logged as a warning with the original length;
-       never silently truncated). Batches are padded to the longest clip and `attention_mask` marks real frames.
+    5. **Frames**: with `num_frames` every recognition clip is resampled uniformly to that length (pyskl's
+       UniformSample); pose-estimation input keeps its frames, because the model lifts its frames at their recorded
+       rate (a 27-frame window resampled to 32 would repeat 5 frames at uneven places). Clips longer than
+       `max_frames` are resampled uniformly to `max_frames` (logged as a warning with the original length; never
+       silently truncated). Batches are padded to the longest clip and `attention_mask` marks real frames.
 
     Args:
         layouts (`list[str]`, *optional*, defaults to `skeletons.MODEL_LAYOUTS`):
@@ -104,7 +106,8 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
         tasks (`list[str]`, *optional*, defaults to the four UPS tasks): task names in task-id order.
         max_persons (`int`, *optional*, defaults to 2): persons `M` per sample.
         max_frames (`int`, *optional*, defaults to 300): frame budget; longer clips are resampled.
-        num_frames (`int`, *optional*): resample every clip to exactly this many frames.
+        num_frames (`int`, *optional*): resample every recognition / early-prediction clip to exactly this many
+            frames (pose-estimation windows keep theirs).
         normalize (`bool`, *optional*, defaults to `True`): centre and scale as described above.
         coordinates (`str`, *optional*): `"2d"` or `"3d"`, how 3-channel input is read by default.
     """
@@ -348,7 +351,7 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
             coords = _normalize(coords, joint_valid, frame_valid, layout_info.root, where)
         coords = np.where(joint_valid[..., None], coords, 0.0)
 
-        indices = self._frame_budget(coords.shape[1], where)
+        indices = self._frame_budget(coords.shape[1], where, resample=not task_emits_pose(task_name))
         if indices is not None:
             coords, frame_valid = coords[:, indices], frame_valid[:, indices]
 
@@ -368,9 +371,10 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
         )
 
 
-    def _frame_budget(self, num_frames: int, where: str) -> Optional[np.ndarray]:
-        """Frames to resample a `num_frames` clip to (`num_frames` setting, else the `max_frames` budget), or None."""
-        if self.num_frames is not None:
+    def _frame_budget(self, num_frames: int, where: str, resample: bool) -> Optional[np.ndarray]:
+        """Frames to resample a `num_frames` clip to (the `num_frames` setting where `resample`, else the
+        `max_frames` budget), or None."""
+        if resample and self.num_frames is not None:
             return uniform_frame_indices(num_frames, self.num_frames)
         if num_frames <= self.max_frames:
             return None

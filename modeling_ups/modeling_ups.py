@@ -289,12 +289,20 @@ class UPSEncoderLayer(nn.Module):
     def __init__(self, config: UPSConfig):
         super().__init__()
         self.blocks = nn.ModuleList(UPSEncoderBlock(config) for _ in range(config.encoder_blocks_per_layer))
+        self.train_all_blocks = config.routing_train_all_blocks
 
     def forward(self, hidden_states, context, attention_bias, gates=None, choices=None):
-        """Either `gates` (N, H) straight-through one-hot weights (training: every block runs and the gates carry the
-        gradient to the routing embeddings) or `choices` (N,) block indices (inference: each block runs only on the
-        rows that chose it, a block no row chose does not run). Returns the features and, per row, the attention
-        weights of the block it used (None unless the attention implementation returns weights)."""
+        """Either `gates` (N, H) straight-through one-hot weights (training: the gates carry the gradient to the
+        routing embeddings) or `choices` (N,) block indices (inference: each block runs only on the rows that chose
+        it, a block no row chose does not run). With gates, every block runs on every row
+        (`config.routing_train_all_blocks`), or each row runs its chosen block only, scaled by that block's gate
+        (1 in value). Returns the features and, per row, the attention weights of the block it used (None unless
+        the attention implementation returns weights)."""
+        if gates is not None and not self.train_all_blocks:
+            chosen = gates.argmax(-1)
+            out, weights = self.forward(hidden_states, context, attention_bias, choices=chosen)
+            gate = gates.gather(1, chosen[:, None]).squeeze(1)
+            return out * gate[:, None, None, None], weights
         if gates is not None:
             outputs = [block(hidden_states, context, attention_bias) for block in self.blocks]
             out = sum(gates[:, h, None, None, None] * features for h, (features, _) in enumerate(outputs))

@@ -62,6 +62,16 @@ class SkeletonLayout:
         """Body centre of ``poses`` (..., J, C), shape (..., 1, C)."""
         return poses[..., list(self.root), :].mean(axis=-2, keepdims=True)
 
+    def mirror(self, poses: np.ndarray) -> np.ndarray:
+        """``poses`` (..., J, C) seen in a mirror: the first coordinate (horizontal in image and camera frames)
+        negated and every left joint swapped with its right one (VideoPose3D's flip augmentation). Mirroring twice
+        gives ``poses`` back; zeros (missing joints) stay zero."""
+        order = np.arange(self.num_joints)
+        order[list(self.left)], order[list(self.right)] = self.right, self.left
+        out = np.array(poses, copy=True)[..., order, :]
+        out[..., 0] = -out[..., 0]
+        return out
+
     def to_dict(self) -> dict:
         """The part of a layout a model config stores (JSON-serialisable)."""
         return {"name": self.name, "num_joints": self.num_joints, "edges": [list(e) for e in self.edges],

@@ -2,7 +2,11 @@
 window from the window's first target frame, the recording's last frame repeated beyond its end (as the windows
 repeat it)."""
 
+from pathlib import Path
+
 import numpy as np
+import pytest
+import torch
 
 from modeling_ups.skeletons import get_layout
 from modeling_ups.training.evaluate_tasks import _pose_targets
@@ -38,3 +42,63 @@ def test_recordings_shorter_than_the_predicted_frames_are_windowed():
     assert not cut_into_windows(2, None, processor(5))
     index = WindowIndex.build(processor(5), [2, 9], stride=5, window=27)
     assert index.rows.tolist() == [0, 1] and index.centres.tolist() == [0, 4]
+
+
+class _ScriptedLifter:
+    """Stands in for a model: `generate` returns the tokens of a fixed pose per sample, one pose for the inputs as
+    given and another for mirrored ones (told apart by the order of the calls), so the evaluation's arithmetic can be
+    checked exactly."""
+
+    device = "cpu"
+
+    def __init__(self, tokenizer, poses_by_call):
+        self.tokenizer, self.poses_by_call, self.calls = tokenizer, poses_by_call, 0
+
+    def generate(self, pose_values, **_):
+        pose = self.poses_by_call[self.calls % len(self.poses_by_call)]
+        self.calls += 1
+        ids = [self.tokenizer.bos_token_id] + self.tokenizer.encode_pose(pose)
+        return torch.tensor([ids] * pose_values.shape[0])
+
+
+def test_every_frame_protocol_and_test_time_flip_average_the_mirrored_prediction():
+    from datasets_scripts.synthetic import build_synthetic_datasets
+    from modeling_ups import UPSProcessor
+    from modeling_ups.evaluation.metrics import mpjpe, p_mpjpe
+    from modeling_ups.training.evaluate_tasks import evaluate_pose_estimation
+
+    processor = UPSProcessor.from_pretrained(Path(__file__).resolve().parents[1] / "processors" / "synthetic")
+    data = build_synthetic_datasets(num_train=3, num_test=3, seed=0)["pose_estimation_3d"]
+    test = data["test"]
+    frames = [int(np.asarray(p).shape[0]) for p in test["poses"]]
+    layout = get_layout(test[0]["layout"])
+    rng = np.random.default_rng(0)
+    given, mirrored = (rng.normal(scale=300.0, size=(1, layout.num_joints, 3)) for _ in range(2))
+    tokenizer = processor.tokenizer
+    quantised = [tokenizer.decode_pose(tokenizer.encode_pose(p), num_joints=layout.num_joints) for p in (given, mirrored)]
+
+    plain = evaluate_pose_estimation(_ScriptedLifter(tokenizer, [given]), processor, data, window=5, stride=1)
+    assert plain["num_samples"] == sum(frames)  # every frame of every test recording
+    every_third = evaluate_pose_estimation(_ScriptedLifter(tokenizer, [given]), processor, data, window=5, stride=3)
+    assert every_third["num_samples"] == sum(-(-n // 3) for n in frames)
+
+    lifter = _ScriptedLifter(tokenizer, [given, mirrored])
+    flipped = evaluate_pose_estimation(lifter, processor, data, window=5, stride=1, test_time_flip=True)
+    averaged = (quantised[0] + layout.mirror(quantised[1])) / 2
+    truth = np.concatenate([_pose_targets([test.with_format("numpy")[r]], [c], layout.name)
+                            for r, n in enumerate(frames) for c in range(n)])
+    assert flipped["mpjpe"] == pytest.approx(float(mpjpe(np.broadcast_to(averaged, truth.shape), truth)), rel=1e-5)
+    assert plain["mpjpe"] == pytest.approx(float(mpjpe(np.broadcast_to(quantised[0], truth.shape), truth)), rel=1e-5)
+    # VideoPose3D's summary: the mean over (subject, action) groups of the per-frame means within each group.
+    rows = test.with_format("numpy")
+    groups = [f"{rows[r]['subject']} {test.features['label'].int2str(int(rows[r]['label']))}"
+              for r, n in enumerate(frames) for _ in range(n)]
+    errors = mpjpe(np.broadcast_to(averaged, truth.shape), truth, reduction="sample")
+    group_means = [errors[[g == name for g in groups]].mean() for name in sorted(set(groups))]
+    assert len(group_means) > 1
+    assert flipped["action_average_mpjpe"] == pytest.approx(float(np.mean(group_means)), rel=1e-5)
+    aligned = p_mpjpe(np.broadcast_to(averaged, truth.shape), truth, reduction="sample")
+    assert flipped["p_mpjpe"] == pytest.approx(float(aligned.mean()), rel=1e-5)
+    assert lifter.calls == 2 * -(-sum(frames) // 64)  # two views of every batch
+    with pytest.raises(ValueError, match="stride must be at least 1"):
+        evaluate_pose_estimation(lifter, processor, data, window=5, stride=0)

@@ -246,10 +246,19 @@ def test_long_clips_are_resampled_to_max_frames_with_a_warning(caplog):
     np.testing.assert_allclose(out["pose_values"][0, 0].numpy(), pose[uniform_frame_indices(40, 10)], atol=1e-6)
 
 
-def test_num_frames_resamples_every_clip():
-    extractor = UPSFeatureExtractor(num_frames=16)
+def test_num_frames_resamples_every_recognition_clip_but_no_lifting_window():
+    extractor = UPSFeatureExtractor(num_frames=16, max_frames=32)
     out = extractor([skeleton(5), skeleton(40, seed=1)])
     assert out["pose_values"].shape[2] == 16 and out["attention_mask"].all()
+    # A lifting window keeps its frames at their recorded rate (27 frames resampled to 16 or 32 would drop or repeat
+    # frames at uneven places); only the max_frames budget still applies to it.
+    window = skeleton(27, num_joints=17, channels=2)
+    lifted = extractor(window, task="pose_estimation_3d", layout="h36m17")
+    assert lifted["pose_values"].shape[2] == 27 and lifted["attention_mask"].all()
+    recognised = extractor(window, task="action_recognition_2d", layout="h36m17")
+    assert recognised["pose_values"].shape[2] == 16
+    assert extractor(skeleton(40, num_joints=17, channels=2), task="pose_estimation_3d",
+                     layout="h36m17")["pose_values"].shape[2] == 32
 
 
 def test_observation_ratio_keeps_the_first_frames(extractor):

@@ -373,6 +373,44 @@ def test_gradients_reach_routing_and_selected_blocks(config):
                 assert grad is not None and grad.abs().sum() > 0, (layer_idx, h, name)
 
 
+def test_training_the_chosen_blocks_only_runs_each_block_on_its_rows_and_trains_the_router():
+    """`routing_train_all_blocks=False`: while training, each row runs the block its Gumbel draw chose, as in
+    inference; the router still learns (through the chosen gates), and a block no row chose gets no gradient. Where
+    every row chooses the same block the loss is the all-blocks loss (the other block's gate is 0 there)."""
+    chosen_only = tiny_config(routing_train_all_blocks=False, decoder_token_dropout=0.0)
+    model = build_model(chosen_only).train()
+    batch = make_batch(chosen_only, MIXED, seed=6)
+    rows = {}
+    handles = [block.register_forward_hook(lambda mod, args, out, key=(l, h): rows.setdefault(key, []).append(
+        args[0].shape[0])) for l, layer in enumerate(model.model.encoder.layers) for h, block in enumerate(layer.blocks)]
+    torch.manual_seed(0)
+    out = model(**batch, labels=make_labels(chosen_only, batch), output_router_decisions=True)
+    for handle in handles:
+        handle.remove()
+    out.loss.backward()
+    rows_per_sample = batch["person_mask"].sum(1)
+    for l, layer in enumerate(model.model.encoder.layers):
+        for h, block in enumerate(layer.blocks):
+            chosen = out.router_decisions[:, l] == h
+            assert rows.get((l, h), []) == ([int(rows_per_sample[chosen].sum())] if chosen.any() else [])
+            grad = block.temporal.fc2.weight.grad
+            assert (grad is not None and grad.abs().sum() > 0) == bool(chosen.any()), (l, h)
+    routing = model.model.encoder.routing
+    assert all(routing.task_embedding.weight.grad[t].abs().sum() > 0 for t in batch["task_ids"].tolist())
+
+    with torch.no_grad():  # every row prefers block 1 in every layer, whatever the Gumbel noise
+        routing.block_embeddings.weight.zero_()
+        routing.block_embeddings.weight[:, 1, 0] = 1e4
+        routing.task_embedding.weight.fill_(1.0)
+    every_block = build_model(tiny_config(decoder_token_dropout=0.0)).train()
+    every_block.load_state_dict(model.state_dict())
+    losses = []
+    for candidate in (model, every_block):
+        torch.manual_seed(1)
+        losses.append(candidate(**batch, labels=make_labels(chosen_only, batch)).loss)
+    torch.testing.assert_close(losses[0], losses[1])
+
+
 def test_inference_runs_only_selected_blocks(model, config):
     batch = make_batch(config, MIXED, seed=7)
     calls = {}
@@ -604,9 +642,11 @@ def test_padding_is_exact_through_the_graph_network(config):
     batched = model.model.encoder(**batch)
     for i in range(len(samples)):
         alone = model.model.encoder(**unbatch(batch, i, config))
+        # Float32 rounding of different batch shapes depends on the kernels' thread count: up to 3e-5 on one thread
+        # (OMP_NUM_THREADS=1), 1e-5 on two; a padded frame or joint leaking into a real one differs by O(1).
         torch.testing.assert_close(
             batched.last_hidden_state[i][batched.attention_mask[i].bool()],
-            alone.last_hidden_state[0][alone.attention_mask[0].bool()], atol=1e-5, rtol=1e-4,
+            alone.last_hidden_state[0][alone.attention_mask[0].bool()], atol=1e-4, rtol=1e-4,
         )
 
 

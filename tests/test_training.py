@@ -294,3 +294,58 @@ def test_every_option_has_one_default_and_the_command_line_beats_the_recipe(tmp_
     no_length.write_text(json.dumps({"max_steps": 3, "no_such_option": 1}))
     with pytest.raises(ValueError, match="unknown option 'no_such_option'"):
         train.parse_args(["--config", str(no_length)])
+
+
+@pytest.mark.parametrize("layout_name", sorted(__import__("modeling_ups.skeletons", fromlist=["LAYOUTS"]).LAYOUTS))
+def test_mirror_negates_x_and_swaps_left_and_right_joints(layout_name):
+    from modeling_ups.skeletons import get_layout
+
+    layout = get_layout(layout_name)
+    poses = np.random.default_rng(0).normal(size=(2, 5, layout.num_joints, 3)).astype(np.float32)
+    poses[0, 1, layout.left[0]] = 0.0  # a missing joint
+    mirrored = layout.mirror(poses)
+    assert mirrored.shape == poses.shape and layout.left and len(layout.left) == len(layout.right)
+    np.testing.assert_array_equal(mirrored[..., list(layout.left), 0], -poses[..., list(layout.right), 0])
+    np.testing.assert_array_equal(mirrored[..., list(layout.right), 1:], poses[..., list(layout.left), 1:])
+    centre = [j for j in range(layout.num_joints) if j not in layout.left + layout.right]
+    np.testing.assert_array_equal(mirrored[..., centre, 1:], poses[..., centre, 1:])
+    assert not mirrored[0, 1, layout.right[0]].any()  # the missing joint moved with its side and stays missing
+    np.testing.assert_array_equal(layout.mirror(mirrored), poses)
+
+
+def test_flip_augmentation_mirrors_input_and_pose_target_alike_and_only_while_training():
+    from datasets_scripts.synthetic import build_synthetic_datasets
+    from modeling_ups import UPSProcessor
+    from modeling_ups.skeletons import get_layout
+    from modeling_ups.training.data import TaskCollator
+
+    processor = UPSProcessor.from_pretrained(REPO / "processors" / "synthetic")
+    data = build_synthetic_datasets(num_train=8, num_test=4, seed=0)
+    keys = [(i,) for i in range(8)]
+
+    def collate(task, train, probability):
+        rows = [data[task]["train"].with_format("numpy")[i] for i in range(8)]
+        collator = TaskCollator(processor, task, data[task]["train"], train=train, seed=0,
+                                flip_probability=probability)
+        return collator.inputs_and_targets(rows, keys), rows
+
+    for task in ("pose_estimation_3d", "action_recognition_2d", "action_recognition_3d"):
+        (plain, labels, plain_targets, extra), rows = collate(task, True, 0.0)
+        (flipped, flipped_labels, targets, _), _ = collate(task, True, 1.0)
+        assert flipped_labels == labels  # a mirrored action is the same action
+        for i, row in enumerate(rows):
+            np.testing.assert_array_equal(flipped[i], get_layout(extra["layout"][i]).mirror(plain[i]))
+            if task == "pose_estimation_3d":
+                np.testing.assert_array_equal(targets[i], get_layout(row["layout"]).mirror(plain_targets[i]))
+        if task == "action_recognition_2d":
+            assert plain[0].shape[-1] == 3  # confidences travelled with their joints
+        evaluation, _ = collate(task, False, 1.0)
+        assert all(np.array_equal(a, b) for a, b in zip(evaluation[0], plain))
+    (half, *_), _ = collate("action_recognition_3d", True, 0.5)
+    (again, *_), _ = collate("action_recognition_3d", True, 0.5)
+    changed = [not np.array_equal(a, b) for a, b in zip(half, plain)]
+    assert 0 < sum(changed) < len(changed)  # each sample decides for itself, from its stream position
+    assert all(np.array_equal(a, b) for a, b in zip(half, again))
+    with pytest.raises(ValueError, match="flip_probability"):
+        TaskCollator(processor, "pose_estimation_3d", data["pose_estimation_3d"]["train"], train=True,
+                     flip_probability=1.5)

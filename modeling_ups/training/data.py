@@ -12,6 +12,9 @@ Every dataset follows ``datasets_scripts.schema`` (``poses`` stored frames-first
 
 Training may rotate 3D inputs at random (``rotation_degrees``): the camera of a test view is rarely one of the
 training views (NW-UCLA cross-view, NTU cross-view), so the model must not learn the training cameras' viewpoints.
+It may also mirror samples (``flip_probability``, VideoPose3D's flip augmentation): horizontal coordinates negated,
+left and right joints swapped, in the input and in a pose target alike, which doubles the poses a small dataset
+shows (HumanEva-I) and leaves every action's label as it is.
 
 Randomness (observation ratios, window centres, rotations) is a pure function of (seed, task, stream position),
 so a resumed run sees exactly the samples an uninterrupted run would, however the stream is split into ranks.
@@ -25,10 +28,13 @@ import torch
 
 from ..configuration_ups import POSE_ESTIMATION_TASK, UPS_TASKS
 from ..evaluation.metrics import OBSERVATION_RATIOS
+from ..skeletons import get_layout
 
 EARLY_TASK = "early_action_prediction_3d"
 ROTATED_TASKS = ("action_recognition_3d", EARLY_TASK)
-_ROTATION_STREAM = 1  # salt of the rotation's random stream, so it never repeats the ratio / centre draws
+# Salts of the augmentations' random streams, so that they never repeat the ratio / centre draws or each other.
+_ROTATION_STREAM = 1
+_FLIP_STREAM = 2
 
 
 def random_view_rotation(rng: np.random.Generator, max_degrees: float) -> np.ndarray:
@@ -96,18 +102,26 @@ class TaskCollator:
         rotation_degrees: training only, 3D recognition and early prediction: rotate each clip by a random yaw
             and pitch up to this many degrees (:func:`random_view_rotation`); 0 turns it off. Zeros (absent
             persons, missing joints) stay zero because the rotation is linear.
+        flip_probability: training only, every task: mirror a sample with this probability
+            (:meth:`SkeletonLayout.mirror`, input and pose target alike); 0 turns it off.
     """
 
     def __init__(self, processor, task: str, dataset, train: bool, seed: int = 0,
                  pose_window: Optional[int] = None, observation_ratio: Optional[float] = None,
-                 rotation_degrees: float = 0.0):
+                 rotation_degrees: float = 0.0, flip_probability: float = 0.0):
         if task not in UPS_TASKS:
             raise ValueError(f"Unknown task {task!r}; choose from {list(UPS_TASKS)}")
         if not 0.0 <= rotation_degrees <= 180.0:
             raise ValueError(f"rotation_degrees must be in [0, 180], got {rotation_degrees}")
+        if not 0.0 <= flip_probability <= 1.0:
+            raise ValueError(f"flip_probability must be in [0, 1], got {flip_probability}")
         self.processor, self.task, self.dataset, self.train = processor, task, dataset, train
         self.seed, self.pose_window, self.observation_ratio = seed, pose_window, observation_ratio
-        self.rotation_degrees = rotation_degrees
+        self.rotation_degrees, self.flip_probability = rotation_degrees, flip_probability
+
+    def _flips(self, key) -> bool:
+        return self.train and self.flip_probability > 0 and (
+            self._rng((*key, _FLIP_STREAM)).random() < self.flip_probability)
 
     def _rng(self, key) -> np.random.Generator:
         return np.random.default_rng((self.seed, UPS_TASKS.index(self.task), *key))
@@ -133,6 +147,8 @@ class TaskCollator:
                         centre = int(self._rng(keys[i]).integers(n))
                     frames = self.processor.window_frame_indices(n, self.pose_window, centre)
                     inp, tgt = inp[:, frames], tgt[frames]
+                if self._flips(keys[i]):
+                    inp, tgt = get_layout(layout[i]).mirror(inp), get_layout(row["layout"]).mirror(tgt)
                 poses.append(inp)
                 targets.append(tgt)
                 labels.append(None)
@@ -147,6 +163,8 @@ class TaskCollator:
                     if "confidences" in row and row["confidences"] is not None:
                         conf = _persons_first(row["confidences"])[..., None]
                         seq = np.concatenate([seq[..., :2], conf], axis=-1)
+                if self._flips(keys[i]):
+                    seq = get_layout(layout[i]).mirror(seq)  # confidences, the last channel, swap with their joints
                 poses.append(seq)
                 targets.append(None)
                 labels.append(row_label_name(self.dataset, row))

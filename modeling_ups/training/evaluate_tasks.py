@@ -4,7 +4,9 @@
 - Action recognition (3D, 2D): top-1 / top-5 over the dataset's classes, from the model's scores of the label
   tokens at the first decoding step (the step ``generate()`` takes its label from).
 - Pose estimation: ``generate()`` -> bins -> millimetres; MPJPE and P-MPJPE (overall and per action) against the
-  un-quantised root-relative ground truth.
+  un-quantised root-relative ground truth, on the frames ``stride`` apart of every test recording (``stride=1``:
+  every frame, VideoPose3D's protocol); ``test_time_flip`` averages each prediction with that of the mirrored input,
+  mirrored back (VideoPose3D's test-time augmentation).
 - Early action prediction: top-1 at observation ratios 10% .. 100%.
 
 Baselines printed beside the model: the majority training class for classification, the mean training pose
@@ -84,7 +86,9 @@ def _pose_targets(rows, starts, layout_name: str, num_frames: int = 1) -> np.nda
 
 
 def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_samples: Optional[int] = None,
-                             window: Optional[int] = None, stride: int = 5) -> Dict:
+                             window: Optional[int] = None, stride: int = 5, test_time_flip: bool = False) -> Dict:
+    if stride < 1:
+        raise ValueError(f"the pose-estimation evaluation stride must be at least 1 (every frame), got {stride}")
     test = data["test"].with_format("numpy")
     frame_counts = [int(np.asarray(test[i]["poses"]).shape[0]) for i in range(len(test))]
     index = WindowIndex.build(processor, frame_counts, stride=stride, window=window)
@@ -94,21 +98,34 @@ def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_s
     collate = TaskCollator(processor, POSE_ESTIMATION_TASK, data["test"], train=False, pose_window=window)
     tokenizer = processor.tokenizer
     k = processor.pose_estimation_target_frames
-    predictions, targets, groups = [], [], []
+    predictions, targets, groups, subjects = [], [], [], []
     names = data["test"].features["label"].names
     for start in range(0, len(index), batch_size):
         rows = [test[int(r)] for r in index.rows[start:start + batch_size]]
         centres = [int(c) for c in index.centres[start:start + batch_size]]
         poses, _, _, extra = collate.inputs_and_targets(rows, [(0, i) for i in range(len(rows))], centres=centres)
-        batch = processor(poses, task=POSE_ESTIMATION_TASK, return_tensors="pt", **extra)
-        generated = model.generate(**_to_device(dict(batch), model.device))
-        for row, centre, ids in zip(rows, centres, generated.cpu().tolist()):
-            joints = get_layout(row["layout"]).num_joints
-            predictions.append(tokenizer.decode_pose(ids, num_joints=joints, num_frames=k))
+        views = [poses]
+        if test_time_flip:
+            views.append([get_layout(name).mirror(p) for p, name in zip(poses, extra["layout"])])
+        decoded = []
+        for view in views:
+            batch = processor(view, task=POSE_ESTIMATION_TASK, return_tensors="pt", **extra)
+            generated = model.generate(**_to_device(dict(batch), model.device)).cpu().tolist()
+            decoded.append([tokenizer.decode_pose(ids, num_joints=get_layout(row["layout"]).num_joints, num_frames=k)
+                            for row, ids in zip(rows, generated)])
+        for i, (row, centre) in enumerate(zip(rows, centres)):
+            pose = decoded[0][i]
+            if test_time_flip:
+                pose = (pose + get_layout(row["layout"]).mirror(decoded[1][i])) / 2
+            predictions.append(pose)
             targets.append(_pose_targets([row], [centre], row["layout"], k)[0])
             groups.extend([names[int(row["label"])] if int(row["label"]) >= 0 else "all"] * k)
+            subjects.extend([str(row.get("subject", ""))] * k)
     pred, gt = np.concatenate(predictions), np.concatenate(targets)
     per_sample = mpjpe(pred, gt, reduction="sample")
+    per_sample_aligned = p_mpjpe(pred, gt, reduction="sample")
+    # VideoPose3D's summary: the mean over (subject, action) groups of each group's mean over its frames.
+    subject_action = [f"{subject} {action}" for subject, action in zip(subjects, groups)]
     train = data["train"].with_format("numpy")
     n_train = min(len(train), 2000)
     train_rows = [train[int(i)] for i in np.linspace(0, len(train) - 1, n_train).round().astype(int)]
@@ -117,15 +134,20 @@ def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_s
     return {
         "num_samples": int(len(gt)),
         "mpjpe": float(per_sample.mean()),
-        "p_mpjpe": float(p_mpjpe(pred, gt)),
+        "p_mpjpe": float(per_sample_aligned.mean()),
         "mean_pose_baseline_mpjpe": float(mpjpe(np.broadcast_to(mean_pose, gt.shape), gt)),
         "per_action_mpjpe": {k: float(v) for k, v in per_group_mean(per_sample, groups).items()},
+        "per_action_p_mpjpe": {k: float(v) for k, v in per_group_mean(per_sample_aligned, groups).items()},
+        "action_average_mpjpe": float(np.mean(list(per_group_mean(per_sample, subject_action).values()))),
+        "action_average_p_mpjpe": float(np.mean(list(per_group_mean(per_sample_aligned, subject_action).values()))),
     }
 
 
 def evaluate_all_tasks(model, processor, datasets: Dict, tasks: List[str], batch_size: int = 64,
-                       max_samples: Optional[int] = None, accelerator=None, pose_window: Optional[int] = None) -> Dict:
-    """Evaluate every task on its test split (main process only; other processes return None)."""
+                       max_samples: Optional[int] = None, accelerator=None, pose_window: Optional[int] = None,
+                       pose_stride: int = 5, test_time_flip: bool = False) -> Dict:
+    """Evaluate every task on its test split (main process only; other processes return None). ``pose_stride`` and
+    ``test_time_flip``: see :func:`evaluate_pose_estimation`."""
     if accelerator is not None and not accelerator.is_main_process:
         return None
     was_training = model.training
@@ -134,7 +156,8 @@ def evaluate_all_tasks(model, processor, datasets: Dict, tasks: List[str], batch
     for task in tasks:
         if task == POSE_ESTIMATION_TASK:
             results[task] = evaluate_pose_estimation(model, processor, datasets[task], batch_size, max_samples,
-                                                     window=pose_window)
+                                                     window=pose_window, stride=pose_stride,
+                                                     test_time_flip=test_time_flip)
         elif task == "early_action_prediction_3d":
             results[task] = evaluate_classification(model, processor, task, datasets[task], batch_size, max_samples,
                                                     observation_ratios=OBSERVATION_RATIOS)
@@ -155,6 +178,8 @@ def format_results_table(results: Dict, vocabulary_init: Optional[str] = None) -
         if task == POSE_ESTIMATION_TASK:
             lines.append(f"| {task} | MPJPE (mm) | {r['mpjpe']:.1f} | {r['mean_pose_baseline_mpjpe']:.1f} (mean pose) |")
             lines.append(f"| {task} | P-MPJPE (mm) | {r['p_mpjpe']:.1f} | |")
+            lines.append(f"| {task} | MPJPE / P-MPJPE, mean over subject x action (mm) | "
+                         f"{r['action_average_mpjpe']:.1f} / {r['action_average_p_mpjpe']:.1f} | |")
         elif "top1_at_ratio" in r:
             for ratio in ("0.2", "0.4", "0.6", "1.0"):
                 lines.append(f"| {task} | top-1 at {int(float(ratio) * 100)}% observed | "
