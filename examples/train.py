@@ -66,7 +66,7 @@ DEFAULTS = dict(
     gumbel_temperature_start=1.0, gumbel_temperature_end=0.1, checkpointing_steps=0, checkpoints_total_limit=2,
     resume_from_checkpoint=None, report_to="none", logging_steps=10, seed=0, mixed_precision="no",
     text_encoder="auto", num_train_samples=2000, num_eval_samples=400, max_eval_samples=None, pose_window=None,
-    rotation_degrees=0.0, flip_probability=0.0, test_time_flip=False, pose_eval_stride=5, num_frames=None, dataloader_num_workers=0, num_threads=None, skip_final_evaluation=False,
+    rotation_degrees=0.0, scale_range=0.0, flip_probability=0.0, test_time_flip=False, pose_eval_stride=5, num_frames=None, dataloader_num_workers=0, num_threads=None, skip_final_evaluation=False,
     push_to_hub=False, hub_model_id=None, hub_token=None,
 )
 
@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rotation_degrees", type=float,
                    help="training augmentation of 3D recognition / early prediction: random yaw and pitch up to this "
                         "many degrees (0: off)")
+    p.add_argument("--scale_range", type=float,
+                   help="training augmentation of 3D recognition / early prediction: stretch each axis by its own "
+                        "random factor in [1 - s, 1 + s] (pyskl's RandomScale uses 0.1; 0: off)")
     p.add_argument("--flip_probability", type=float,
                    help="training augmentation of every task: mirror a sample (x negated, left and right joints "
                         "swapped, in input and pose target) with this probability (VideoPose3D uses 0.5; 0: off)")
@@ -372,7 +375,7 @@ def task_batch_iterators(run: Run, rotation: TaskRotation, start_step: int) -> d
             generator=torch.Generator().manual_seed(args.seed),
             collate_fn=TaskCollator(run.processor, t, train_split, train=True, seed=args.seed,
                                     pose_window=args.pose_window, rotation_degrees=args.rotation_degrees,
-                                    flip_probability=args.flip_probability),
+                                    flip_probability=args.flip_probability, scale_range=args.scale_range),
         )
         iterators[t] = iter(loader)
     return iterators

@@ -349,3 +349,58 @@ def test_flip_augmentation_mirrors_input_and_pose_target_alike_and_only_while_tr
     with pytest.raises(ValueError, match="flip_probability"):
         TaskCollator(processor, "pose_estimation_3d", data["pose_estimation_3d"]["train"], train=True,
                      flip_probability=1.5)
+
+
+def test_config_overrides_change_the_preset_and_are_checked_like_the_config():
+    from types import SimpleNamespace
+
+    from modeling_ups import UPSProcessor
+
+    train = _train_script()
+    processor = UPSProcessor.from_pretrained(REPO / "processors" / "synthetic")
+    quiet = SimpleNamespace(print=lambda *args, **kwargs: None)
+
+    def build(overrides):
+        args = train.parse_args(["--text_encoder", "none", "--config_overrides", overrides])
+        return train.build_model(args, processor, quiet)[0]
+
+    model = build("routing_train_all_blocks=false,decoder_token_dropout=0.25")
+    assert model.config.routing_train_all_blocks is False and model.config.decoder_token_dropout == 0.25
+    assert not any(layer.train_all_blocks for layer in model.model.encoder.layers)
+    assert model.config.d_model == train.UPSConfig.from_pretrained(train.resolve_model_config("ups-tiny")).d_model
+    with pytest.raises(ValueError, match="decoder_token_dropout must be in"):
+        build("decoder_token_dropout=2")
+    with pytest.raises(ValueError, match="no_such_field"):
+        build("no_such_field=1")
+
+
+def test_axis_scaling_stretches_each_axis_of_3d_clips_only_while_training():
+    from datasets_scripts.synthetic import build_synthetic_datasets
+    from modeling_ups import UPSProcessor
+    from modeling_ups.training.data import TaskCollator
+
+    processor = UPSProcessor.from_pretrained(REPO / "processors" / "synthetic")
+    data = build_synthetic_datasets(num_train=6, num_test=2, seed=0)
+    keys = [(i,) for i in range(6)]
+
+    def collate(task, train, scale):
+        rows = [data[task]["train"].with_format("numpy")[i] for i in range(6)]
+        collator = TaskCollator(processor, task, data[task]["train"], train=train, seed=0, scale_range=scale)
+        return collator.inputs_and_targets(rows, keys)[0]
+
+    plain, scaled = collate("action_recognition_3d", True, 0.0), collate("action_recognition_3d", True, 0.2)
+    factors = []
+    for before, after in zip(plain, scaled):
+        moving = np.abs(before) > 1.0  # coordinates away from zero, where the ratio is well defined
+        ratio = after[..., :3][moving] / before[..., :3][moving]
+        axes = np.broadcast_to(np.arange(3), before.shape)[moving]
+        per_axis = [np.unique(np.round(ratio[axes == a], 4)) for a in range(3)]
+        assert all(len(values) == 1 and 0.8 <= values[0] <= 1.2 for values in per_axis)  # one factor per axis
+        factors.append([values[0] for values in per_axis])
+    assert len({tuple(f) for f in factors}) == len(factors)  # each clip draws its own factors
+    assert all(np.array_equal(a, b) for a, b in zip(collate("action_recognition_3d", False, 0.2), plain))
+    assert all(np.array_equal(a, b) for a, b in zip(collate("action_recognition_2d", True, 0.2),
+                                                    collate("action_recognition_2d", True, 0.0)))
+    with pytest.raises(ValueError, match="scale_range"):
+        TaskCollator(processor, "action_recognition_3d", data["action_recognition_3d"]["train"], train=True,
+                     scale_range=1.0)

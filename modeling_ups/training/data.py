@@ -12,7 +12,8 @@ Every dataset follows ``datasets_scripts.schema`` (``poses`` stored frames-first
 
 Training may rotate 3D inputs at random (``rotation_degrees``): the camera of a test view is rarely one of the
 training views (NW-UCLA cross-view, NTU cross-view), so the model must not learn the training cameras' viewpoints.
-It may also mirror samples (``flip_probability``, VideoPose3D's flip augmentation): horizontal coordinates negated,
+It may stretch each axis of a 3D clip by its own random factor (``scale_range``, pyskl's RandomScale), so that body
+proportions and depth differ between views as they do between cameras. It may also mirror samples (``flip_probability``, VideoPose3D's flip augmentation): horizontal coordinates negated,
 left and right joints swapped, in the input and in a pose target alike, which doubles the poses a small dataset
 shows (HumanEva-I) and leaves every action's label as it is.
 
@@ -31,10 +32,11 @@ from ..evaluation.metrics import OBSERVATION_RATIOS
 from ..skeletons import get_layout
 
 EARLY_TASK = "early_action_prediction_3d"
-ROTATED_TASKS = ("action_recognition_3d", EARLY_TASK)
+VIEW_AUGMENTED_TASKS = ("action_recognition_3d", EARLY_TASK)
 # Salts of the augmentations' random streams, so that they never repeat the ratio / centre draws or each other.
 _ROTATION_STREAM = 1
 _FLIP_STREAM = 2
+_SCALE_STREAM = 3
 
 
 def random_view_rotation(rng: np.random.Generator, max_degrees: float) -> np.ndarray:
@@ -102,22 +104,26 @@ class TaskCollator:
         rotation_degrees: training only, 3D recognition and early prediction: rotate each clip by a random yaw
             and pitch up to this many degrees (:func:`random_view_rotation`); 0 turns it off. Zeros (absent
             persons, missing joints) stay zero because the rotation is linear.
+        scale_range: training only, 3D recognition and early prediction: multiply each axis by its own factor drawn
+            uniformly from [1 - scale_range, 1 + scale_range]; 0 turns it off.
         flip_probability: training only, every task: mirror a sample with this probability
             (:meth:`SkeletonLayout.mirror`, input and pose target alike); 0 turns it off.
     """
 
     def __init__(self, processor, task: str, dataset, train: bool, seed: int = 0,
                  pose_window: Optional[int] = None, observation_ratio: Optional[float] = None,
-                 rotation_degrees: float = 0.0, flip_probability: float = 0.0):
+                 rotation_degrees: float = 0.0, flip_probability: float = 0.0, scale_range: float = 0.0):
         if task not in UPS_TASKS:
             raise ValueError(f"Unknown task {task!r}; choose from {list(UPS_TASKS)}")
         if not 0.0 <= rotation_degrees <= 180.0:
             raise ValueError(f"rotation_degrees must be in [0, 180], got {rotation_degrees}")
+        if not 0.0 <= scale_range < 1.0:
+            raise ValueError(f"scale_range must be in [0, 1), got {scale_range}")
         if not 0.0 <= flip_probability <= 1.0:
             raise ValueError(f"flip_probability must be in [0, 1], got {flip_probability}")
         self.processor, self.task, self.dataset, self.train = processor, task, dataset, train
         self.seed, self.pose_window, self.observation_ratio = seed, pose_window, observation_ratio
-        self.rotation_degrees, self.flip_probability = rotation_degrees, flip_probability
+        self.rotation_degrees, self.flip_probability, self.scale_range = rotation_degrees, flip_probability, scale_range
 
     def _flips(self, key) -> bool:
         return self.train and self.flip_probability > 0 and (
@@ -155,9 +161,13 @@ class TaskCollator:
                 coordinates = "2d"
             else:
                 seq = _persons_first(row["poses"])
-                if self.train and self.rotation_degrees and self.task in ROTATED_TASKS:
+                if self.train and self.rotation_degrees and self.task in VIEW_AUGMENTED_TASKS:
                     rotation = random_view_rotation(self._rng((*keys[i], _ROTATION_STREAM)), self.rotation_degrees)
                     seq = np.concatenate([seq[..., :3] @ rotation.T, seq[..., 3:]], axis=-1)
+                if self.train and self.scale_range and self.task in VIEW_AUGMENTED_TASKS:
+                    rng = self._rng((*keys[i], _SCALE_STREAM))
+                    factors = rng.uniform(1.0 - self.scale_range, 1.0 + self.scale_range, size=3).astype(np.float32)
+                    seq = np.concatenate([seq[..., :3] * factors, seq[..., 3:]], axis=-1)
                 if self.task == "action_recognition_2d":
                     coordinates = "2d"
                     if "confidences" in row and row["confidences"] is not None:
