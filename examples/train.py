@@ -59,15 +59,16 @@ PAPER_TASK_ORDER = ["pose_estimation_3d", "action_recognition_2d", "early_action
 # Every option's default, in one place. Precedence: the command line, then the recipe (`--config`), then this table.
 # argparse leaves every option None, so a value given on the command line is always told apart from a default.
 DEFAULTS = dict(
-    config="demo", model_config="ups-tiny", config_overrides=None, model_name_or_path=None, processor="synthetic", dataset=None,
-    tasks=PAPER_TASK_ORDER, output_dir="outputs/ups-demo", max_steps=None, num_train_epochs=None,
+    config="demo", model_config="ups-tiny", config_overrides=None, model_name_or_path=None, processor="synthetic",
+    dataset=None, tasks=PAPER_TASK_ORDER, output_dir="outputs/ups-demo", max_steps=None, num_train_epochs=None,
     per_device_train_batch_size=32, per_device_eval_batch_size=64, learning_rate=1e-3, weight_decay=5e-4,
     lr_scheduler_type="cosine", num_warmup_steps=0, gradient_accumulation_steps=1, max_grad_norm=1.0,
     gumbel_temperature_start=1.0, gumbel_temperature_end=0.1, checkpointing_steps=0, checkpoints_total_limit=2,
     resume_from_checkpoint=None, report_to="none", logging_steps=10, seed=0, mixed_precision="no",
     text_encoder="auto", num_train_samples=2000, num_eval_samples=400, max_eval_samples=None, pose_window=None,
-    rotation_degrees=0.0, scale_range=0.0, flip_probability=0.0, test_time_flip=False, pose_eval_stride=5, num_frames=None, dataloader_num_workers=0, num_threads=None, skip_final_evaluation=False,
-    push_to_hub=False, hub_model_id=None, hub_token=None,
+    rotation_degrees=0.0, scale_range=0.0, flip_probability=0.0, test_time_flip=False, pose_eval_stride=5,
+    num_frames=None, dataloader_num_workers=0, num_threads=None, skip_final_evaluation=False, push_to_hub=False,
+    hub_model_id=None, hub_token=None,
 )
 
 

@@ -75,7 +75,8 @@ def test_every_frame_protocol_and_test_time_flip_average_the_mirrored_prediction
     rng = np.random.default_rng(0)
     given, mirrored = (rng.normal(scale=300.0, size=(1, layout.num_joints, 3)) for _ in range(2))
     tokenizer = processor.tokenizer
-    quantised = [tokenizer.decode_pose(tokenizer.encode_pose(p), num_joints=layout.num_joints) for p in (given, mirrored)]
+    quantised = [tokenizer.decode_pose(tokenizer.encode_pose(pose), num_joints=layout.num_joints)
+                 for pose in (given, mirrored)]
 
     plain = evaluate_pose_estimation(_ScriptedLifter(tokenizer, [given]), processor, data, window=5, stride=1)
     assert plain["num_samples"] == sum(frames)  # every frame of every test recording

@@ -381,8 +381,12 @@ def test_training_the_chosen_blocks_only_runs_each_block_on_its_rows_and_trains_
     model = build_model(chosen_only).train()
     batch = make_batch(chosen_only, MIXED, seed=6)
     rows = {}
-    handles = [block.register_forward_hook(lambda mod, args, out, key=(l, h): rows.setdefault(key, []).append(
-        args[0].shape[0])) for l, layer in enumerate(model.model.encoder.layers) for h, block in enumerate(layer.blocks)]
+
+    def count_rows(module, args, output, key):
+        rows.setdefault(key, []).append(args[0].shape[0])
+
+    handles = [block.register_forward_hook(lambda mod, args, out, key=(l, h): count_rows(mod, args, out, key))
+               for l, layer in enumerate(model.model.encoder.layers) for h, block in enumerate(layer.blocks)]
     torch.manual_seed(0)
     out = model(**batch, labels=make_labels(chosen_only, batch), output_router_decisions=True)
     for handle in handles:

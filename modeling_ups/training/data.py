@@ -13,12 +13,14 @@ Every dataset follows ``datasets_scripts.schema`` (``poses`` stored frames-first
 Training may rotate 3D inputs at random (``rotation_degrees``): the camera of a test view is rarely one of the
 training views (NW-UCLA cross-view, NTU cross-view), so the model must not learn the training cameras' viewpoints.
 It may stretch each axis of a 3D clip by its own random factor (``scale_range``, pyskl's RandomScale), so that body
-proportions and depth differ between views as they do between cameras. It may also mirror samples (``flip_probability``, VideoPose3D's flip augmentation): horizontal coordinates negated,
-left and right joints swapped, in the input and in a pose target alike, which doubles the poses a small dataset
-shows (HumanEva-I) and leaves every action's label as it is.
+proportions and depth differ between views as they do between cameras. It may also mirror samples
+(``flip_probability``, VideoPose3D's flip augmentation): horizontal coordinates negated, left and right joints
+swapped, in the input and in a pose target alike, which doubles the poses a small dataset shows (HumanEva-I) and
+leaves every action's label as it is.
 
-Randomness (observation ratios, window centres, rotations) is a pure function of (seed, task, stream position),
-so a resumed run sees exactly the samples an uninterrupted run would, however the stream is split into ranks.
+Randomness (observation ratios, window centres, rotations, scales, flips) is a pure function of (seed, task,
+stream position), so a resumed run sees exactly the samples an uninterrupted run would, however the stream is split
+into ranks.
 """
 
 from dataclasses import dataclass
@@ -123,7 +125,7 @@ class TaskCollator:
             raise ValueError(f"flip_probability must be in [0, 1], got {flip_probability}")
         self.processor, self.task, self.dataset, self.train = processor, task, dataset, train
         self.seed, self.pose_window, self.observation_ratio = seed, pose_window, observation_ratio
-        self.rotation_degrees, self.flip_probability, self.scale_range = rotation_degrees, flip_probability, scale_range
+        self.rotation_degrees, self.scale_range, self.flip_probability = rotation_degrees, scale_range, flip_probability
 
     def _flips(self, key) -> bool:
         return self.train and self.flip_probability > 0 and (
