@@ -40,8 +40,12 @@ def test_recordings_shorter_than_the_predicted_frames_are_windowed():
     assert [cut_into_windows(n, 27, processor(5)) for n in (2, 5, 27, 28)] == [True, False, False, True]
     assert [cut_into_windows(n, 27, processor(1)) for n in (1, 2, 27, 28)] == [False, False, False, True]
     assert not cut_into_windows(2, None, processor(5))
+    # Evaluation with a window predicts the windows around every stride-th frame of every recording, however short
+    # (edge-padded); without one, each clip whole.
     index = WindowIndex.build(processor(5), [2, 9], stride=5, window=27)
-    assert index.rows.tolist() == [0, 1] and index.centres.tolist() == [0, 4]
+    assert index.rows.tolist() == [0, 1, 1] and index.centres.tolist() == [0, 0, 5]
+    whole = WindowIndex.build(processor(5), [7, 9], stride=5, window=None)
+    assert whole.rows.tolist() == [0, 1] and whole.centres.tolist() == [3, 4]
 
 
 class _ScriptedLifter:
@@ -80,6 +84,9 @@ def test_every_frame_protocol_and_test_time_flip_average_the_mirrored_prediction
 
     plain = evaluate_pose_estimation(_ScriptedLifter(tokenizer, [given]), processor, data, window=5, stride=1)
     assert plain["num_samples"] == sum(frames)  # every frame of every test recording
+    longer_than_every_recording = max(frames) + 1 + max(frames) % 2  # odd, and longer than every recording
+    assert evaluate_pose_estimation(_ScriptedLifter(tokenizer, [given]), processor, data,
+                                    window=longer_than_every_recording, stride=1)["num_samples"] == sum(frames)
     every_third = evaluate_pose_estimation(_ScriptedLifter(tokenizer, [given]), processor, data, window=5, stride=3)
     assert every_third["num_samples"] == sum(-(-n // 3) for n in frames)
 

@@ -64,8 +64,9 @@ def row_label_name(dataset, row) -> Optional[str]:
 
 
 def cut_into_windows(num_frames: int, window: Optional[int], processor) -> bool:
-    """Whether a recording of ``num_frames`` frames is cut into ``window``-frame windows (edge frames repeated) rather
-    than given whole: when it is longer than the window, or shorter than the frames the model predicts per clip."""
+    """Whether a training recording of ``num_frames`` frames is cut into ``window``-frame windows (edge frames
+    repeated) rather than given whole: when it is longer than the window, or shorter than the frames the model
+    predicts per clip. (Evaluation with a window cuts every recording, so that every frame is predicted.)"""
     return window is not None and not processor.pose_estimation_target_frames <= num_frames <= window
 
 
@@ -80,9 +81,9 @@ class WindowIndex:
     def build(cls, processor, frame_counts: Sequence[int], stride: int, window: Optional[int]):
         rows, centres = [], []
         for r, n in enumerate(frame_counts):
-            # Short clips (the synthetic data) are one window each: the frame the processor predicts of them.
-            whole = not cut_into_windows(n, window, processor)
-            picks = [int(processor.target_frame_indices(n)[0])] if whole else range(0, n, stride)
+            # With a window, the windows around every stride-th frame, edge-padded in recordings shorter than the
+            # window too (VideoPose3D predicts every frame); without one, each clip whole: its predicted frame(s).
+            picks = range(0, n, stride) if window is not None else [int(processor.target_frame_indices(n)[0])]
             rows.extend([r] * len(picks))
             centres.extend(picks)
         return cls(np.asarray(rows, dtype=np.int64), np.asarray(centres, dtype=np.int64))
@@ -148,7 +149,8 @@ class TaskCollator:
                     raise ValueError("pose estimation needs rows with a `poses_2d` column (2D input)")
                 inp, tgt = _persons_first(row["poses_2d"])[:1], _persons_first(row["poses"])[0]
                 n = inp.shape[1]
-                if cut_into_windows(n, self.pose_window, self.processor):
+                evaluated_window = centres is not None and self.pose_window is not None
+                if evaluated_window or cut_into_windows(n, self.pose_window, self.processor):
                     if centres is not None:
                         centre = centres[i]
                     else:
