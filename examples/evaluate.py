@@ -88,6 +88,8 @@ def main(argv=None):
             print(f"\n{task}: MPJPE / P-MPJPE per action (mm)")
             for action, value in sorted(r["per_action_mpjpe"].items()):
                 print(f"  {action:<24} {value:7.1f} {r['per_action_p_mpjpe'][action]:7.1f}")
+            print(f"  {'mean over subject x action':<24} {r['action_average_mpjpe']:7.1f} "
+                  f"{r['action_average_p_mpjpe']:7.1f}  (VideoPose3D's average)")
     if args.output:
         Path(args.output).write_text(json.dumps(results, indent=2))
     return results
