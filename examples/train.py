@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="final evaluation of pose estimation: predict every N-th frame of each test recording "
                         "(1: every frame, VideoPose3D's protocol)")
     p.add_argument("--num_frames", type=int,
-                   help="resample every clip to this many frames (pyskl's uniform sampling); saved with the processor")
+                   help="resample every recognition / early-prediction clip to this many frames (pyskl's uniform "
+                        "sampling; lifting windows keep theirs); saved with the processor")
     p.add_argument("--dataloader_num_workers", type=int)
     p.add_argument("--num_threads", type=int,
                    help="CPU runs: torch threads per process (default: OMP_NUM_THREADS under plain python, else the "

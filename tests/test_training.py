@@ -313,21 +313,25 @@ def test_mirror_negates_x_and_swaps_left_and_right_joints(layout_name):
     np.testing.assert_array_equal(layout.mirror(mirrored), poses)
 
 
-def test_flip_augmentation_mirrors_input_and_pose_target_alike_and_only_while_training():
+def _collate_synthetic(task, train, num_samples=8, **augmentation):
+    """The collator's inputs_and_targets for the first `num_samples` synthetic training rows of `task`, and the
+    rows: the samples the augmentation tests compare with and without an augmentation."""
     from datasets_scripts.synthetic import build_synthetic_datasets
     from modeling_ups import UPSProcessor
-    from modeling_ups.skeletons import get_layout
     from modeling_ups.training.data import TaskCollator
 
     processor = UPSProcessor.from_pretrained(REPO / "processors" / "synthetic")
-    data = build_synthetic_datasets(num_train=8, num_test=4, seed=0)
-    keys = [(i,) for i in range(8)]
+    split = build_synthetic_datasets(num_train=num_samples, num_test=2, seed=0)[task]["train"]
+    rows = [split.with_format("numpy")[i] for i in range(num_samples)]
+    collator = TaskCollator(processor, task, split, train=train, seed=0, **augmentation)
+    return collator.inputs_and_targets(rows, [(i,) for i in range(num_samples)]), rows
+
+
+def test_flip_augmentation_mirrors_input_and_pose_target_alike_and_only_while_training():
+    from modeling_ups.skeletons import get_layout
 
     def collate(task, train, probability):
-        rows = [data[task]["train"].with_format("numpy")[i] for i in range(8)]
-        collator = TaskCollator(processor, task, data[task]["train"], train=train, seed=0,
-                                flip_probability=probability)
-        return collator.inputs_and_targets(rows, keys), rows
+        return _collate_synthetic(task, train, flip_probability=probability)
 
     for task in ("pose_estimation_3d", "action_recognition_2d", "action_recognition_3d"):
         (plain, labels, plain_targets, extra), rows = collate(task, True, 0.0)
@@ -347,8 +351,7 @@ def test_flip_augmentation_mirrors_input_and_pose_target_alike_and_only_while_tr
     assert 0 < sum(changed) < len(changed)  # each sample decides for itself, from its stream position
     assert all(np.array_equal(a, b) for a, b in zip(half, again))
     with pytest.raises(ValueError, match="flip_probability"):
-        TaskCollator(processor, "pose_estimation_3d", data["pose_estimation_3d"]["train"], train=True,
-                     flip_probability=1.5)
+        _collate_synthetic("pose_estimation_3d", True, num_samples=1, flip_probability=1.5)
 
 
 def test_config_overrides_change_the_preset_and_are_checked_like_the_config():
@@ -375,18 +378,8 @@ def test_config_overrides_change_the_preset_and_are_checked_like_the_config():
 
 
 def test_axis_scaling_stretches_each_axis_of_3d_clips_only_while_training():
-    from datasets_scripts.synthetic import build_synthetic_datasets
-    from modeling_ups import UPSProcessor
-    from modeling_ups.training.data import TaskCollator
-
-    processor = UPSProcessor.from_pretrained(REPO / "processors" / "synthetic")
-    data = build_synthetic_datasets(num_train=6, num_test=2, seed=0)
-    keys = [(i,) for i in range(6)]
-
     def collate(task, train, scale):
-        rows = [data[task]["train"].with_format("numpy")[i] for i in range(6)]
-        collator = TaskCollator(processor, task, data[task]["train"], train=train, seed=0, scale_range=scale)
-        return collator.inputs_and_targets(rows, keys)[0]
+        return _collate_synthetic(task, train, num_samples=6, scale_range=scale)[0][0]
 
     plain, scaled = collate("action_recognition_3d", True, 0.0), collate("action_recognition_3d", True, 0.2)
     factors = []
@@ -402,5 +395,4 @@ def test_axis_scaling_stretches_each_axis_of_3d_clips_only_while_training():
     assert all(np.array_equal(a, b) for a, b in zip(collate("action_recognition_2d", True, 0.2),
                                                     collate("action_recognition_2d", True, 0.0)))
     with pytest.raises(ValueError, match="scale_range"):
-        TaskCollator(processor, "action_recognition_3d", data["action_recognition_3d"]["train"], train=True,
-                     scale_range=1.0)
+        _collate_synthetic("action_recognition_3d", True, num_samples=1, scale_range=1.0)

@@ -128,6 +128,19 @@ class TaskCollator:
         self.seed, self.pose_window, self.observation_ratio = seed, pose_window, observation_ratio
         self.rotation_degrees, self.scale_range, self.flip_probability = rotation_degrees, scale_range, flip_probability
 
+    def _view_transform(self, key) -> Optional[np.ndarray]:
+        """The 3x3 map a 3D training clip goes through (random rotation, then per-axis scale), or None when both
+        are off: one linear map, so zeros (absent persons, missing joints) stay zero."""
+        if not (self.train and self.task in VIEW_AUGMENTED_TASKS and (self.rotation_degrees or self.scale_range)):
+            return None
+        transform = np.eye(3, dtype=np.float32)
+        if self.rotation_degrees:
+            transform = random_view_rotation(self._rng((*key, _ROTATION_STREAM)), self.rotation_degrees)
+        if self.scale_range:
+            factors = self._rng((*key, _SCALE_STREAM)).uniform(1.0 - self.scale_range, 1.0 + self.scale_range, size=3)
+            transform = factors.astype(np.float32)[:, None] * transform
+        return transform
+
     def _flips(self, key) -> bool:
         return self.train and self.flip_probability > 0 and (
             self._rng((*key, _FLIP_STREAM)).random() < self.flip_probability)
@@ -165,13 +178,9 @@ class TaskCollator:
                 coordinates = "2d"
             else:
                 seq = _persons_first(row["poses"])
-                if self.train and self.rotation_degrees and self.task in VIEW_AUGMENTED_TASKS:
-                    rotation = random_view_rotation(self._rng((*keys[i], _ROTATION_STREAM)), self.rotation_degrees)
-                    seq = np.concatenate([seq[..., :3] @ rotation.T, seq[..., 3:]], axis=-1)
-                if self.train and self.scale_range and self.task in VIEW_AUGMENTED_TASKS:
-                    rng = self._rng((*keys[i], _SCALE_STREAM))
-                    factors = rng.uniform(1.0 - self.scale_range, 1.0 + self.scale_range, size=3).astype(np.float32)
-                    seq = np.concatenate([seq[..., :3] * factors, seq[..., 3:]], axis=-1)
+                transform = self._view_transform(keys[i])
+                if transform is not None:
+                    seq = np.concatenate([seq[..., :3] @ transform.T, seq[..., 3:]], axis=-1)
                 if self.task == "action_recognition_2d":
                     coordinates = "2d"
                     if "confidences" in row and row["confidences"] is not None:
