@@ -41,13 +41,14 @@ except ImportError:  # pragma: no cover - psutil is installed in the project's e
 
 
 def load_config(spec: str, processor: Optional[UPSProcessor] = None, **overrides) -> UPSConfig:
-    """A preset name under ``configuration/models`` (or a folder), with the vocabulary of ``processor`` when given
-    and, as ``examples/train.py`` builds its model, a frame budget no smaller than the processor's; any other config
-    field overridden."""
+    """A preset name under ``configuration/models`` (or a folder), with the vocabulary and pose target frames of
+    ``processor`` when given and, as ``examples/train.py`` builds its model, a frame budget no smaller than the
+    processor's; any other config field overridden."""
     path = find_resource("models", spec)
     if processor is not None:
         overrides.setdefault("num_label_tokens", processor.tokenizer.num_label_tokens)
         overrides.setdefault("num_bins", processor.tokenizer.num_bins)
+        overrides.setdefault("pose_estimation_target_frames", processor.pose_estimation_target_frames)
         if "max_frames" not in overrides:
             preset_frames = UPSConfig.from_pretrained(path).max_frames
             overrides["max_frames"] = max(preset_frames, processor.feature_extractor.max_frames)

@@ -67,8 +67,8 @@ DEFAULTS = dict(
     resume_from_checkpoint=None, report_to="none", logging_steps=10, seed=0, mixed_precision="no",
     text_encoder="auto", num_train_samples=2000, num_eval_samples=400, max_eval_samples=None, pose_window=None,
     rotation_degrees=0.0, scale_range=0.0, flip_probability=0.0, test_time_flip=False, pose_eval_stride=5,
-    num_frames=None, dataloader_num_workers=0, num_threads=None, skip_final_evaluation=False, push_to_hub=False,
-    hub_model_id=None, hub_token=None,
+    num_frames=None, pose_target_frames=None, dataloader_num_workers=0, num_threads=None, skip_final_evaluation=False,
+    push_to_hub=False, hub_model_id=None, hub_token=None,
 )
 
 
@@ -128,10 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "mirrored back (VideoPose3D's test-time augmentation)")
     p.add_argument("--pose_eval_stride", type=int,
                    help="final evaluation of pose estimation: predict every N-th frame of each test recording "
-                        "(1: every frame, VideoPose3D's protocol)")
+                        "(1: every frame, VideoPose3D's protocol; with --pose_target_frames K, K scores every "
+                        "frame once)")
     p.add_argument("--num_frames", type=int,
                    help="resample every recognition / early-prediction clip to this many frames (pyskl's uniform "
                         "sampling; lifting windows keep theirs); saved with the processor")
+    p.add_argument("--pose_target_frames", type=int,
+                   help="frames K each pose-estimation window predicts (default: the processor's, 1 = the centre "
+                        "frame): K consecutive frames around the centre, decoded in parallel from one encoder pass, "
+                        "so lifting a video costs 1/K of the windows; saved with the processor")
     p.add_argument("--dataloader_num_workers", type=int)
     p.add_argument("--num_threads", type=int,
                    help="CPU runs: torch threads per process (default: OMP_NUM_THREADS under plain python, else the "
@@ -280,6 +285,10 @@ def main(argv=None):
     run.processor = UPSProcessor.from_pretrained(resolve_processor(args.processor))
     if args.num_frames:
         run.processor.feature_extractor.num_frames = args.num_frames
+    if args.pose_target_frames:
+        if args.pose_target_frames < 1:
+            raise ValueError(f"--pose_target_frames must be positive, got {args.pose_target_frames}")
+        run.processor.pose_estimation_target_frames = args.pose_target_frames
     run.datasets = load_task_datasets(args, run.processor, build_synthetic=build_synthetic_datasets)
     model, vocabulary = build_model(args, run.processor, run.accelerator)
     run.accelerator.print(f"UPS model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; tasks "

@@ -207,10 +207,13 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
         decoder_ffn_dim (`int`, *optional*, defaults to 1024):
             Decoder feed-forward width.
         max_target_positions (`int`, *optional*, defaults to 128):
-            Largest decoder sequence (start token included). Pose estimation needs ``3 * J * K + 2`` positions.
+            Position embeddings of the decoder: its longest sequence (start token included), or, with several pose
+            target frames, the longest frame block's. Pose estimation needs ``3 * J + 2`` positions.
         pose_estimation_target_frames (`int`, *optional*, defaults to 1):
             Frames ``K`` that pose estimation emits per input clip: 1 means the centre frame (VideoPose3D's
-            protocol); larger values emit ``K`` consecutive frames around the centre.
+            protocol); larger values emit ``K`` consecutive frames around the centre, as ``K`` independent decoder
+            blocks over one encoder pass (`UPSFrameBlocks`): `generate()` decodes them side by side, so lifting every
+            frame of a video takes ``1/K`` of the windows and ``3 * J`` decoder steps per window.
         text_embedding_dim (`int`, *optional*, defaults to 768):
             Width of the text-encoder features the vocabulary table is initialised from (768 for RoBERTa-base).
         text_encoder_name_or_path (`str`, *optional*, defaults to `"FacebookAI/roberta-base"`):
@@ -316,11 +319,12 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
         unknown = sorted({*self.pose_target_layouts, *self.pose_target_layouts.values()} - set(self.layout_names))
         if unknown:
             raise ValueError(f"pose_target_layouts names layouts {unknown} that are not in layouts {self.layout_names}")
-        needed = 3 * self.max_joints * self.pose_estimation_target_frames + 2
+        # Every frame block of a pose row reads the positions of a one-frame sequence (UPSFrameBlocks).
+        needed = 3 * self.max_joints + 2
         if self.max_target_positions < needed:
             raise ValueError(
                 f"max_target_positions={self.max_target_positions} is too small for pose estimation of "
-                f"{self.pose_estimation_target_frames} frame(s) of {self.max_joints} joints: need {needed}"
+                f"{self.max_joints} joints per frame: need {needed}"
             )
         # Generation stops at whichever end-of-task token the task emits.
         self.eos_token_id = list(self.eot_token_ids)

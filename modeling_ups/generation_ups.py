@@ -3,7 +3,8 @@ label distribution the pipeline and the evaluation read).
 
 Every task's output has a fixed form (one label and its end-of-task token, or ``3 * J * K`` coordinate bins and
 EOT_PE), so generation is constrained step by step to that form; the end-of-task token is forced, so greedy decoding
-needs one decoder call per chosen token and a batch of label tasks a single one.
+needs one decoder call per chosen token and a batch of label tasks a single one. The ``K`` frames of a pose row are
+independent decoder blocks, decoded side by side: ``3 * J`` calls.
 """
 
 import torch
@@ -179,7 +180,9 @@ class UPSGenerationMixin(GenerationMixin):
 
         Greedy decoding (one beam, no sampling, no per-step outputs requested, the cache on) runs the model's own
         loop: one decoder call per chosen token, the forced end-of-task token appended without a model call (so a
-        label batch takes one decoder call). It returns exactly the tokens transformers' greedy search would.
+        label batch takes one decoder call); a batch of pose rows with ``K > 1`` target frames of one joint count
+        decodes the ``K`` frame blocks side by side (``3 * J`` calls). It returns exactly the tokens transformers'
+        greedy search would.
 
         Args:
             pose_values, task_ids, layout_ids, attention_mask, person_mask:
@@ -261,6 +264,12 @@ class UPSGenerationMixin(GenerationMixin):
         tokens the row may emit, the decoder cache carries over from step to step, and a step at which every
         unfinished row's token is forced (its end-of-task token) runs no model at all, so a batch of label tasks
         takes one decoder call."""
+        frames = self.config.pose_estimation_target_frames
+        if frames > 1 and bool(constraint.is_pose.all()) and bool((constraint.length == constraint.length[0]).all()):
+            tokens = self._generate_frame_blocks(encoder_outputs, constraint, frames)
+            if kwargs.get("return_dict_in_generate", self.generation_config.return_dict_in_generate):
+                return GenerateEncoderDecoderOutput(sequences=tokens)
+            return tokens
         memory = encoder_outputs.last_hidden_state
         rows, device = memory.shape[0], memory.device
         eot, length = constraint.eot.to(device), constraint.length.to(device)
@@ -282,6 +291,34 @@ class UPSGenerationMixin(GenerationMixin):
         if kwargs.get("return_dict_in_generate", self.generation_config.return_dict_in_generate):
             return GenerateEncoderDecoderOutput(sequences=tokens)
         return tokens
+
+    def _generate_frame_blocks(self, encoder_outputs, constraint: UPSTaskConstrainedLogitsProcessor, frames: int):
+        """Greedy tokens of pose rows with ``frames`` target frames of the same joint count: the frames' decoder
+        blocks (`UPSFrameBlocks`) are independent, so each becomes a row of its own over the same encoder output
+        and all are decoded together, ``3 * J`` steps for the ``3 * J * frames`` tokens of a row."""
+        memory = encoder_outputs.last_hidden_state
+        rows, device = memory.shape[0], memory.device
+        block = int(constraint.length[0]) // frames
+        folded = type(encoder_outputs)(
+            last_hidden_state=memory.repeat_interleave(frames, 0),
+            attention_mask=encoder_outputs.attention_mask.repeat_interleave(frames, 0),
+            task_ids=encoder_outputs.task_ids.repeat_interleave(frames, 0),
+            layout_ids=encoder_outputs.layout_ids.repeat_interleave(frames, 0),
+        )
+        # Row r * frames + k lifts frame k of clip r: its block's positions start at k * block.
+        first_position = (torch.arange(frames, device=device) * block).repeat(rows)[:, None]
+        inputs = torch.full((rows * frames, 1), self.config.decoder_start_token_id, dtype=torch.long, device=device)
+        chosen, cache = [], None
+        for step in range(block):
+            outputs = self(encoder_outputs=folded, decoder_input_ids=inputs, decoder_position_ids=first_position + step,
+                           cache=cache, use_cache=step + 1 < block, return_dict=True)
+            cache = getattr(outputs, CACHE_FIELD)
+            # The constraint's tables repeat per clip for the folded rows; step s allows axis s % 3 in every block.
+            inputs = constraint.constrain(step, outputs.logits[:, -1].float()).argmax(-1)[:, None]
+            chosen.append(inputs)
+        start = torch.full((rows, 1), self.config.decoder_start_token_id, dtype=torch.long, device=device)
+        body = torch.cat(chosen, dim=1).view(rows, frames * block)
+        return torch.cat([start, body, constraint.eot.to(device)[:, None]], dim=1)
 
 
 __all__ = ["UPSTaskConstrainedLogitsProcessor", "UPSGenerationMixin"]

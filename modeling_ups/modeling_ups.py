@@ -35,7 +35,7 @@ from transformers.modeling_outputs import (
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
 
-from .configuration_ups import UPSConfig
+from .configuration_ups import UPSConfig, task_emits_pose
 from .generation_ups import CACHE_FIELD, UPSGenerationMixin, UPSTaskConstrainedLogitsProcessor
 from .graph_ups import (
     PersonRows,
@@ -663,6 +663,10 @@ class UPSDecoder(nn.Module):
         self.embed_positions = nn.Embedding(config.max_target_positions, config.d_model)
         self.embed_tasks = nn.Embedding(len(config.tasks), config.d_model)
         self.embed_layouts = nn.Embedding(len(config.layouts), config.d_model)
+        # With several pose target frames the frame blocks share the position embeddings (joint and axis of a token)
+        # and this embedding tells them which frame they lift (UPSFrameBlocks).
+        frames = config.pose_estimation_target_frames
+        self.embed_target_frames = nn.Embedding(frames, config.d_model) if frames > 1 else None
         self.layers = nn.ModuleList(UPSDecoderLayer(config, i) for i in range(config.decoder_layers))
         self.layer_norm = nn.LayerNorm(config.d_model)
         self.dropout = config.dropout
@@ -679,6 +683,7 @@ class UPSDecoder(nn.Module):
         use_cache: bool | None = None,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
+        position_ids: torch.LongTensor | None = None,
     ) -> BaseModelOutputWithPastAndCrossAttentions:
         b, length = input_ids.shape
         if use_cache and self.training and torch.is_grad_enabled() and any(
@@ -691,31 +696,58 @@ class UPSDecoder(nn.Module):
         if use_cache and cache is None:
             cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
         past_length = cache.get_seq_length() if cache is not None else 0
-        if past_length + length > self.config.max_target_positions:
+        positions = self._positions(position_ids, b, length, past_length, input_ids.device)
+        blocks = None
+        if self.embed_target_frames is not None:
+            blocks = UPSFrameBlocks(self.config, task_ids, layout_ids)
+            # Each frame block opens with the start token, as a sequence of its own does.
+            input_ids = input_ids.masked_fill(blocks.opens(positions), self.config.decoder_start_token_id)
+            embedded_positions = blocks.within(positions)
+        else:
+            embedded_positions = positions
+        longest = past_length + length if blocks is None else int(embedded_positions.max()) + 1
+        if longest > self.config.max_target_positions:
             raise ValueError(
-                f"decoder sequence of {past_length + length} positions exceeds max_target_positions="
-                f"{self.config.max_target_positions}"
+                f"decoder sequence of {longest} positions{' in a frame block' if blocks is not None else ''} exceeds "
+                f"max_target_positions={self.config.max_target_positions}"
             )
-        positions = torch.arange(past_length, past_length + length, device=input_ids.device)
+        position_embeddings = self.embed_positions(embedded_positions)
+        if blocks is not None:
+            position_embeddings = position_embeddings + self.embed_target_frames(blocks.of(positions))
         token_dropout = self.config.decoder_token_dropout
         if self.training and token_dropout > 0:
-            # Hide teacher-forced tokens (never the start token) so that predictions lean on the encoder.
+            # Hide teacher-forced tokens (never a start token) so that predictions lean on the encoder.
             hidden = torch.rand(input_ids.shape, device=input_ids.device) < token_dropout
-            hidden &= (positions > 0)[None]
+            hidden &= input_ids != self.config.decoder_start_token_id
             input_ids = input_ids.masked_fill(hidden, self.config.unk_token_id)
         hidden_states = (
             self.embed_tokens(input_ids)
-            + self.embed_positions(positions)[None]
+            + position_embeddings
             + (self.embed_tasks(task_ids) + self.embed_layouts(layout_ids))[:, None]
         )
         hidden_states = F.dropout(hidden_states, p=self.dropout, training=self.training)
 
-        if attention_mask is None:
-            attention_mask = torch.ones(b, past_length + length, dtype=torch.long, device=input_ids.device)
-        # The cache is create_causal_mask's fourth parameter under both of its names (`past_key_values` before
-        # transformers 5.24, `cache` since): pass it by position.
-        self_cache = cache.self_attention_cache if cache is not None else None
-        causal_mask = create_causal_mask(self.config, hidden_states, attention_mask, self_cache)
+        # A teacher-forced batch of whole pose sequences runs each frame block as a row of its own: the same outputs
+        # as the block mask, without attention across blocks that the mask would discard (K times less of it).
+        folded = (
+            blocks is not None and cache is None and attention_mask is None and not output_attentions
+            and not output_hidden_states and blocks.foldable(positions)
+        )
+        if folded:
+            hidden_states = blocks.fold(hidden_states)
+            encoder_hidden_states = blocks.repeat(encoder_hidden_states)
+            encoder_attention_mask = None if encoder_attention_mask is None else blocks.repeat(encoder_attention_mask)
+        if blocks is not None and not folded:
+            causal_mask = blocks.self_attention_mask(positions, past_length, attention_mask)
+        else:
+            if attention_mask is None:
+                attention_mask = torch.ones(hidden_states.shape[:2], dtype=torch.long, device=input_ids.device)
+                if past_length:
+                    attention_mask = F.pad(attention_mask, (past_length, 0), value=1)
+            # The cache is create_causal_mask's fourth parameter under both of its names (`past_key_values` before
+            # transformers 5.24, `cache` since): pass it by position.
+            self_cache = cache.self_attention_cache if cache is not None else None
+            causal_mask = create_causal_mask(self.config, hidden_states, attention_mask, self_cache)
         cross_mask = create_bidirectional_mask(
             config=self.config, inputs_embeds=hidden_states, attention_mask=encoder_attention_mask,
             encoder_hidden_states=encoder_hidden_states,
@@ -737,6 +769,8 @@ class UPSDecoder(nn.Module):
         if output_attentions and len(all_self) < len(self.layers):
             _warn_no_attention_weights(self.config)
         hidden_states = self.layer_norm(hidden_states)
+        if folded:
+            hidden_states = blocks.unfold(hidden_states)
         if output_hidden_states:
             all_hidden += (hidden_states,)
         return BaseModelOutputWithPastAndCrossAttentions(
@@ -746,6 +780,95 @@ class UPSDecoder(nn.Module):
             attentions=all_self,
             cross_attentions=all_cross,
         )
+
+    @staticmethod
+    def _positions(position_ids, batch: int, length: int, past_length: int, device) -> torch.Tensor:
+        """(batch, length) decoder positions: the next ones after the cache, or the given consecutive ones."""
+        steps = torch.arange(past_length, past_length + length, device=device)
+        if position_ids is None:
+            return steps[None].expand(batch, length)
+        position_ids = torch.as_tensor(position_ids, device=device).long()
+        # The keys already cached sit at the positions before a row's first one: a row's positions are consecutive.
+        if tuple(position_ids.shape) != (batch, length) or not bool(
+            (position_ids == position_ids[:, :1] + (steps - past_length)[None]).all()
+        ) or bool((position_ids[:, 0] < past_length).any()):
+            raise ValueError(
+                f"decoder position_ids must be (batch, length) = {(batch, length)}, consecutive within each row and "
+                f"at least the {past_length} cached positions; got shape {tuple(position_ids.shape)}"
+            )
+        return position_ids
+
+
+class UPSFrameBlocks:
+    r"""
+    The decoder sequence of a pose-estimation row with ``K = config.pose_estimation_target_frames > 1`` target frames
+    as ``K`` independent frame blocks of ``S = 3 * J`` positions (``J`` joints of the row's output layout).
+
+    Block ``k`` holds positions ``k * S .. k * S + S - 1`` (the end-of-task position joins the last block); it opens
+    with the start token and its positions attend only to earlier positions of the same block. So the frames are
+    decoded independently from one encoder pass: `generate()` folds the blocks into rows of their own and decodes
+    all frames of a clip in ``S`` steps instead of ``K * S``. Every block reads the position embeddings of a
+    one-frame sequence (position ``s`` within the block: the same joint and axis in every frame) plus the
+    embedding of its frame ``k``. Label rows are one block.
+    """
+
+    def __init__(self, config: UPSConfig, task_ids: torch.Tensor, layout_ids: torch.Tensor):
+        device = task_ids.device
+        is_pose = torch.tensor([task_emits_pose(t) for t in config.tasks], device=device)[task_ids]
+        joints = torch.tensor(config.pose_target_num_joints, device=device)[layout_ids]
+        # A label row (start token and label) is block 0; the padding of a label row in a batch of longer pose rows
+        # falls into further blocks, which no real position reads, and stays inside the position table.
+        self.length = torch.where(is_pose, 3 * joints, config.max_target_positions)[:, None]  # (b, 1)
+        self.last = config.pose_estimation_target_frames - 1
+
+    def of(self, positions: torch.Tensor) -> torch.Tensor:
+        """(b, n) frame block of each position."""
+        return torch.div(positions, self.length, rounding_mode="floor").clamp(max=self.last)
+
+    def within(self, positions: torch.Tensor) -> torch.Tensor:
+        """(b, n) position of each position inside its block (the end-of-task position is ``S`` of the last block,
+        where a one-frame sequence has it)."""
+        return positions - self.of(positions) * self.length
+
+    def opens(self, positions: torch.Tensor) -> torch.Tensor:
+        """(b, n) True at the first position of blocks 1..K-1 (block 0 opens with the start token already)."""
+        return (positions % self.length == 0) & (positions > 0) & (positions // self.length <= self.last)
+
+    def foldable(self, positions: torch.Tensor) -> bool:
+        """Whether the rows are whole pose sequences of one joint count from position 0: ``K * S + 1`` positions,
+        the end-of-task one included."""
+        size = self.length[0, 0]
+        whole = (self.last + 1) * size + 1
+        same_size = bool((self.length == size).all())
+        return same_size and positions.shape[1] == whole and bool((positions[:, 0] == 0).all())
+
+    def fold(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """(b, K * S + 1, d) -> (b * K, S + 1, d): row k holds positions ``k * S .. k * S + S``, its block and one
+        more. For the last block that one is the end-of-task position; for the others it is the next block's first,
+        which attends to nothing before it in the row and whose output `unfold` drops."""
+        size, d = int(self.length[0, 0]), hidden_states.shape[-1]
+        return hidden_states.unfold(1, size + 1, size).permute(0, 1, 3, 2).reshape(-1, size + 1, d)
+
+    def unfold(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Inverse of `fold`: (b * K, S + 1, d) -> (b, K * S + 1, d)."""
+        frames, size, d = self.last + 1, int(self.length[0, 0]), hidden_states.shape[-1]
+        blocks = hidden_states.view(-1, frames, size + 1, d)
+        return torch.cat([blocks[:, :, :size].reshape(blocks.shape[0], frames * size, d), blocks[:, -1, size:]], 1)
+
+    def repeat(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-sample ``values`` (b, ...) for the ``b * K`` folded rows."""
+        return values.repeat_interleave(self.last + 1, 0)
+
+    def self_attention_mask(self, positions, past_length: int, attention_mask=None) -> torch.Tensor:
+        """(b, 1, n, past + n) boolean self-attention mask: earlier or same positions of the same block, not padded."""
+        steps = torch.arange(past_length + positions.shape[1], device=positions.device)
+        keys = (positions[:, :1] - past_length + steps)[:, None, :]  # (b, 1, past + n): rows' positions from the first
+        queries = positions[:, :, None]
+        allowed = (keys <= queries) & (self.of(keys[:, 0])[:, None, :] == self.of(positions)[:, :, None])
+        if attention_mask is not None:
+            # A padded query still sees itself, so that no row of the mask is empty (sdpa would return NaN).
+            allowed &= attention_mask.bool()[:, None, :] | (keys == queries)
+        return allowed[:, None]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -865,12 +988,16 @@ class UPSModel(UPSPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         past_key_values: EncoderDecoderCache | None = None,
+        decoder_position_ids: torch.LongTensor | None = None,
     ) -> UPSSeq2SeqModelOutput | tuple:
         r"""
         Args:
             pose_values, attention_mask, person_mask, task_ids, layout_ids: see [`UPSEncoder.forward`].
             decoder_input_ids (`torch.LongTensor` of shape `(batch_size, target_length)`): decoder input ids.
             decoder_attention_mask (`torch.LongTensor`, *optional*): decoder padding mask (causal masking is built in).
+            decoder_position_ids (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*): positions of
+                the decoder inputs, consecutive within each row; default: the positions after the cached ones. With
+                several pose target frames a row may start at a frame block's first position ([`UPSFrameBlocks`]).
             encoder_outputs ([`UPSEncoderOutput`] or its `to_tuple()`, *optional*): skips the encoder.
             cache (`EncoderDecoderCache`, *optional*): decoder keys/values of earlier steps; `past_key_values` is the
                 same argument under its name before transformers 5.24.
@@ -905,6 +1032,7 @@ class UPSModel(UPSPreTrainedModel):
             use_cache=use_cache,
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
+            position_ids=decoder_position_ids,
         )
         output = UPSSeq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
@@ -982,11 +1110,13 @@ class UPSForPoseSequenceModeling(UPSPreTrainedModel, UPSGenerationMixin):
         output_router_decisions: bool | None = None,
         return_dict: bool | None = None,
         past_key_values: EncoderDecoderCache | None = None,
+        decoder_position_ids: torch.LongTensor | None = None,
     ) -> UPSSeq2SeqLMOutput | tuple:
         r"""
         Args:
             pose_values, attention_mask, person_mask, task_ids, layout_ids, decoder_input_ids, decoder_attention_mask,
-            encoder_outputs, cache, use_cache, output_attentions, output_hidden_states, return_dict:
+            decoder_position_ids, encoder_outputs, cache, use_cache, output_attentions, output_hidden_states,
+            return_dict:
                 see [`UPSModel.forward`]; `decoder_input_ids` default to `labels` shifted right behind `<s>`.
             labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
                 Target ids ending in the task's EOT, padded with -100.
@@ -1008,6 +1138,7 @@ class UPSForPoseSequenceModeling(UPSPreTrainedModel, UPSGenerationMixin):
             layout_ids,
             decoder_input_ids=decoder_input_ids,
             decoder_attention_mask=decoder_attention_mask,
+            decoder_position_ids=decoder_position_ids,
             encoder_outputs=encoder_outputs,
             cache=_resolve_cache(cache, past_key_values),
             use_cache=use_cache,

@@ -63,8 +63,9 @@ class PoseSequenceModelingPipeline(Pipeline):
         top_k (`int`, *optional*, defaults to 5): number of labels returned (at most the number of labels).
         frames (`"center"` or `"all"`, *optional*, defaults to `"center"`): pose estimation only. `"center"` lifts
             the processor's target frame(s) of the clip (its centre frame for a model trained VideoPose3D-style);
-            `"all"` lifts every frame by sliding a window centred on each frame over the sequence (edge frames
-            replicated) and running the windows in batches.
+            `"all"` lifts every frame by sliding a window over the sequence (edge frames replicated): a window
+            centred on each frame, or, for a model that predicts `K` frames per window
+            (`pose_estimation_target_frames`), one window per `K` frames; the windows run in batches.
         window (`int`, *optional*): frames per window for `frames="all"`; defaults to the processor's `num_frames`,
             else the whole sequence (at most its `max_frames`). Use the window the checkpoint was trained with.
         window_batch_size (`int`, *optional*, defaults to 32): clips (windows) the model runs at once.

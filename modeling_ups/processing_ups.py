@@ -25,7 +25,8 @@ class UPSProcessor(ProcessorMixin):
         tokenizer ([`UPSTokenizer`]): the unified output vocabulary.
         pose_estimation_target_frames (`int`, *optional*, defaults to 1):
             Frames `K` pose estimation predicts per clip (must equal `UPSConfig.pose_estimation_target_frames`):
-            frame `(T - 1) // 2` of the original input for `K = 1`, else `K` consecutive frames around it.
+            frame `(T - 1) // 2` of the original input for `K = 1`, else `K` consecutive frames around it (the
+            pipeline's `frames="all"` then cuts one window per `K` frames).
         pose_target_layouts (`dict[str, str]`, *optional*, defaults to `{}`):
             Output layout of pose estimation for input layouts lifted to another skeleton, e.g.
             `{"mpii16": "h36m17"}` (must equal `UPSConfig.pose_target_layouts`); targets and decoded poses are in

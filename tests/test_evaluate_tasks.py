@@ -110,3 +110,31 @@ def test_every_frame_protocol_and_test_time_flip_average_the_mirrored_prediction
     assert lifter.calls == 2 * -(-sum(frames) // 64)  # two views of every batch
     with pytest.raises(ValueError, match="stride must be at least 1"):
         evaluate_pose_estimation(lifter, processor, data, window=5, stride=0)
+
+
+def test_several_target_frames_per_window_score_every_frame_once():
+    """With K = 3 frames per window and stride 3, the windows' frames tile every recording: each frame is scored
+    once, and the edge-padded frames past a recording's end are not scored."""
+    from datasets_scripts.synthetic import build_synthetic_datasets
+    from modeling_ups import UPSProcessor
+    from modeling_ups.evaluation.metrics import mpjpe
+    from modeling_ups.training.evaluate_tasks import evaluate_pose_estimation
+
+    synthetic = UPSProcessor.from_pretrained(Path(__file__).resolve().parents[1] / "processors" / "synthetic")
+    processor = UPSProcessor(synthetic.feature_extractor, synthetic.tokenizer, pose_estimation_target_frames=3)
+    data = build_synthetic_datasets(num_train=3, num_test=3, seed=0)["pose_estimation_3d"]
+    test = data["test"]
+    frames = [int(np.asarray(p).shape[0]) for p in test["poses"]]
+    assert any(n % 3 for n in frames)  # some recording ends inside a window
+    layout = get_layout(test[0]["layout"])
+    pose = np.random.default_rng(1).normal(scale=300.0, size=(3, layout.num_joints, 3))
+    result = evaluate_pose_estimation(_ScriptedLifter(processor.tokenizer, [pose]), processor, data, window=5,
+                                      stride=3)
+    assert result["num_samples"] == sum(frames)
+    quantised = processor.tokenizer.decode_pose(processor.tokenizer.encode_pose(pose), num_joints=layout.num_joints,
+                                                num_frames=3)
+    rows = test.with_format("numpy")
+    predicted = np.concatenate([quantised[: min(3, n - start)] for n in frames for start in range(0, n, 3)])
+    truth = np.concatenate([_pose_targets([rows[r]], [t], layout.name)[0] for r, n in enumerate(frames)
+                            for t in range(n)])
+    assert result["mpjpe"] == pytest.approx(float(mpjpe(predicted, truth)), rel=1e-5)

@@ -329,6 +329,102 @@ def test_greedy_loop_equals_transformers_greedy_search_for_poses_and_labels(mode
     check_well_formed(config, fast, batch)
 
 
+# ------------------------------------------------------------------ several pose target frames (frame blocks)
+FRAMES = 3
+
+
+@pytest.fixture(scope="module")
+def frames_config():
+    return tiny_config(pose_estimation_target_frames=FRAMES)
+
+
+@pytest.fixture(scope="module", params=["sdpa", "eager"])
+def frames_model(frames_config, request):
+    return build_model(frames_config, attn_implementation=request.param).eval()
+
+
+LIFTING = [dict(layout="humaneva15", frames=9, task="pose_estimation_3d", two_d=True),
+           dict(layout="humaneva15", frames=6, task="pose_estimation_3d", two_d=True)]
+
+
+def test_each_target_frame_is_decoded_from_its_own_block(frames_model, frames_config):
+    """K target frames are K independent decoder blocks of 3 * J positions over one encoder pass: tokens of one
+    frame do not reach the logits of another, and the teacher-forced pass that runs each block as a row of its own
+    (`UPSFrameBlocks.fold`) equals the one with the block mask over the whole sequence."""
+    batch = make_batch(frames_config, LIFTING, seed=7)
+    labels = make_labels(frames_config, batch)
+    block = 3 * 15
+    assert labels.shape[1] == FRAMES * block + 1
+    with torch.no_grad():
+        folded = frames_model(**batch, labels=labels)
+        masked = frames_model(**batch, labels=labels, output_hidden_states=True)  # hidden states: unfolded path
+        other = labels.clone()
+        other[:, : block - 1] = labels[:, : block - 1].flip(0)  # frame 0's tokens swapped between the samples
+        changed = frames_model(**batch, labels=other)
+    torch.testing.assert_close(folded.logits, masked.logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(folded.loss, masked.loss)
+    torch.testing.assert_close(changed.logits[:, block:], folded.logits[:, block:], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(changed.logits[:, 1:block], folded.logits[:, 1:block])
+    # The blocks share the position embeddings: only the frame embedding tells them apart.
+    same_tokens = labels.clone()
+    same_tokens[:, block : 2 * block] = labels[:, :block]
+    frame_embeddings = frames_model.model.decoder.embed_target_frames.weight
+    saved = frame_embeddings.detach().clone()
+    with torch.no_grad():
+        frame_embeddings[1] = frame_embeddings[0]
+        alike = frames_model(**batch, labels=same_tokens).logits
+        frame_embeddings.copy_(saved)
+        apart = frames_model(**batch, labels=same_tokens).logits
+    torch.testing.assert_close(alike[:, block : 2 * block], alike[:, :block], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(apart[:, block : 2 * block], apart[:, :block], atol=1e-3)
+
+
+def test_target_frames_are_generated_together_and_equal_transformers_greedy_search(frames_model, frames_config):
+    """generate() decodes a clip's K frames side by side, 3 * J decoder calls instead of 3 * J * K, and returns the
+    tokens of transformers' greedy search, which decodes them one after the other; teacher forcing those tokens
+    reproduces them (training and decoding see the same blocks)."""
+    batch = make_batch(frames_config, LIFTING, seed=8)
+    fast, calls, general = generate_fast_and_general(frames_model, batch)
+    assert fast.tolist() == general.tolist()
+    assert fast.shape == (2, 1 + FRAMES * 3 * 15 + 1) and calls == 3 * 15
+    check_well_formed(frames_config, fast, batch)
+    with torch.no_grad():
+        logits = frames_model(**batch, labels=fast[:, 1:]).logits
+    constraint = UPSTaskConstrainedLogitsProcessor(frames_config, batch["task_ids"], batch["layout_ids"])
+    chosen = torch.stack([constraint.constrain(i, logits[:, i].float()).argmax(-1) for i in range(logits.shape[1])], 1)
+    assert chosen.tolist() == fast[:, 1:].tolist()
+    # With a label row in the batch the frames are decoded one after the other: the same pose tokens.
+    mixed = make_batch(frames_config, LIFTING + [dict(layout="ntu25", frames=9, task="action_recognition_3d")], seed=8)
+    assert frames_model.generate(**mixed)[:2].tolist() == fast.tolist()
+
+
+@pytest.mark.parametrize("options", [dict(num_beams=2), dict(do_sample=True, top_k=3)])
+def test_target_frames_with_beams_and_sampling_are_well_formed_with_and_without_cache(frames_model, frames_config,
+                                                                                      options):
+    mixed = make_batch(frames_config, LIFTING + [dict(layout="h36m17", frames=7, task="pose_estimation_3d"),
+                                                 dict(layout="ntu25", frames=9, task="action_recognition_3d")], seed=9)
+    outputs = []
+    for use_cache in (True, False):
+        torch.manual_seed(0)
+        outputs.append(frames_model.generate(**mixed, use_cache=use_cache, **options))
+        check_well_formed(frames_config, outputs[-1], mixed)
+    assert outputs[0].tolist() == outputs[1].tolist()
+
+
+def test_decoder_position_ids_must_be_consecutive(frames_model, frames_config):
+    batch = make_batch(frames_config, LIFTING[:1])
+    start = torch.full((1, 2), frames_config.decoder_start_token_id)
+    with torch.no_grad():
+        shifted = frames_model(**batch, decoder_input_ids=start[:, :1], decoder_position_ids=torch.tensor([[45]]))
+        assert shifted.logits.shape == (1, 1, frames_config.vocab_size)
+        with pytest.raises(ValueError, match="consecutive"):
+            frames_model(**batch, decoder_input_ids=start, decoder_position_ids=torch.tensor([[0, 2]]))
+        # Frame blocks read the position table of one frame: a sequence running past the last block's end does not fit.
+        too_long = torch.full((1, FRAMES * 45 + frames_config.max_target_positions), frames_config.pad_token_id)
+        with pytest.raises(ValueError, match="in a frame block exceeds max_target_positions"):
+            frames_model(**batch, decoder_input_ids=too_long)
+
+
 def test_generate_max_new_tokens_default_fits_longest_output(model, config):
     batch = make_batch(config, [dict(layout="h36m17", frames=6, task="pose_estimation_3d"),
                                 dict(layout="ntu25", frames=6, task="action_recognition_3d")])

@@ -155,6 +155,35 @@ def test_pose_estimation_of_every_frame_slides_centred_windows(pipe, model, proc
     np.testing.assert_array_equal(small_batches["keypoints_3d"], result["keypoints_3d"])
 
 
+def test_every_frame_with_several_target_frames_per_window(processor):
+    """A model predicting K = 3 frames per window lifts a video with a window per 3 frames: each window's frames
+    are the ones `processor.window_frame_indices` gives it, lifted as generate() lifts that window alone, and the
+    frames past the end of the video are dropped."""
+    from modeling_ups import UPSConfig, UPSForPoseSequenceModeling
+    from ups_checkpoint import randomise_untrained_parts, tiny_config
+
+    config = UPSConfig.from_dict(tiny_config().to_dict() | dict(pose_estimation_target_frames=3))
+    torch.manual_seed(0)
+    model = randomise_untrained_parts(UPSForPoseSequenceModeling(config))
+    several = UPSProcessor(processor.feature_extractor, processor.tokenizer, pose_estimation_target_frames=3)
+    pipe = pipeline("pose-sequence-modeling", model=model, processor=several)
+    keypoints, window = motion(11, 17, 2, seed=5), 7
+    calls = []
+    handle = model.get_encoder().register_forward_hook(lambda module, args, out: calls.append(out.last_hidden_state))
+    try:
+        result = pipe(keypoints, task="pose_estimation", layout="h36m17", frames="all", window=window)
+    finally:
+        handle.remove()
+    assert result["keypoints_3d"].shape == (11, 17, 3) and result["frame_indices"] == list(range(11))
+    assert sum(c.shape[0] for c in calls) == 4  # windows for frames 0-2, 3-5, 6-8, 9-11
+    for first in (0, 3, 9):
+        clip = keypoints[:, several.window_frame_indices(11, window, first)]
+        inputs = several(poses=[clip], task="pose_estimation", layout="h36m17")
+        frames = several.tokenizer.decode_pose(model.generate(**inputs)[0], 17, num_frames=3)
+        kept = min(3, 11 - first)
+        np.testing.assert_array_equal(result["keypoints_3d"][first : first + kept], frames[:kept])
+
+
 def test_frame_options_are_checked(pipe):
     with pytest.raises(ValueError, match="frames"):
         pipe(motion(10, 25, 3), frames="some")

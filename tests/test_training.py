@@ -396,3 +396,23 @@ def test_axis_scaling_stretches_each_axis_of_3d_clips_only_while_training():
                                                     collate("action_recognition_2d", True, 0.0)))
     with pytest.raises(ValueError, match="scale_range"):
         _collate_synthetic("action_recognition_3d", True, num_samples=1, scale_range=1.0)
+
+
+def test_several_pose_target_frames_train_save_and_lift_a_video(tmp_path):
+    """`--pose_target_frames 3`: the model, its config and the saved processor predict 3 frames per window; the
+    checkpoint lifts every frame of a video through the pipeline, a window per 3 frames."""
+    from transformers import AutoModel, pipeline
+
+    from modeling_ups import UPSProcessor
+
+    results, _ = _train(tmp_path, "--tasks", "pose_estimation_3d", "--max_steps", "4", "--pose_window", "9",
+                        "--pose_target_frames", "3", "--pose_eval_stride", "3", "--max_eval_samples", "12")
+    assert results["tasks_results"]["pose_estimation_3d"]["num_samples"] > 12  # 12 windows, up to 3 frames each
+    final = tmp_path / "final"
+    model = AutoModel.from_pretrained(final, trust_remote_code=True)
+    processor = UPSProcessor.from_pretrained(final)
+    assert model.config.pose_estimation_target_frames == processor.pose_estimation_target_frames == 3
+    pipe = pipeline("pose-sequence-modeling", model=model, processor=processor)
+    video = np.random.default_rng(0).normal(scale=200.0, size=(10, 17, 2)).astype(np.float32)
+    lifted = pipe(video, task="pose_estimation", layout="h36m17", frames="all", window=9)
+    assert lifted["keypoints_3d"].shape == (10, 17, 3) and np.isfinite(lifted["keypoints_3d"]).all()

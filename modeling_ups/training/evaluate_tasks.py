@@ -117,10 +117,13 @@ def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_s
             pose = decoded[0][i]
             if test_time_flip:
                 pose = (pose + get_layout(row["layout"]).mirror(decoded[1][i])) / 2
-            predictions.append(pose)
-            targets.append(_pose_targets([row], [centre], row["layout"], k)[0])
-            groups.extend([names[int(row["label"])] if int(row["label"]) >= 0 else "all"] * k)
-            subjects.extend([str(row.get("subject", ""))] * k)
+            # A window's K target frames start at `centre`; those past the recording's end are edge padding, not
+            # frames of it, and are not scored (with stride K every frame is scored exactly once).
+            scored = min(k, frame_counts[int(index.rows[start + i])] - centre)
+            predictions.append(pose[:scored])
+            targets.append(_pose_targets([row], [centre], row["layout"], k)[0][:scored])
+            groups.extend([names[int(row["label"])] if int(row["label"]) >= 0 else "all"] * scored)
+            subjects.extend([str(row.get("subject", ""))] * scored)
     pred, gt = np.concatenate(predictions), np.concatenate(targets)
     per_sample = mpjpe(pred, gt, reduction="sample")
     per_sample_aligned = p_mpjpe(pred, gt, reduction="sample")
