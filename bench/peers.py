@@ -210,7 +210,8 @@ def lifting_contenders(plan, peers: dict, overrides: Optional[dict] = None) -> L
                 raise RuntimeError(f"pipeline returned {result['keypoints_3d'].shape[0]} frames for {len(x)}")
             return result
 
-        short = clip[: plan["flop_frames"]]
+        # Whole windows of K frames, so that the count is not inflated by frames decoded past the clip's end.
+        short = clip[: -(-plan["flop_frames"] // target_frames) * target_frames]
         flops = _per(planned_flops(lambda: lift(short), plan), len(short))
         each = f", {target_frames} frames each" if target_frames > 1 else ""
         out.append(Contender(key, "UPS", "lifting",

@@ -285,7 +285,7 @@ def main(argv=None):
     run.processor = UPSProcessor.from_pretrained(resolve_processor(args.processor))
     if args.num_frames:
         run.processor.feature_extractor.num_frames = args.num_frames
-    if args.pose_target_frames:
+    if args.pose_target_frames is not None:
         if args.pose_target_frames < 1:
             raise ValueError(f"--pose_target_frames must be positive, got {args.pose_target_frames}")
         run.processor.pose_estimation_target_frames = args.pose_target_frames
