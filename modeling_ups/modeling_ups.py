@@ -705,7 +705,8 @@ class UPSDecoder(nn.Module):
             embedded_positions = blocks.within(positions)
         else:
             embedded_positions = positions
-        longest = past_length + length if blocks is None else int(embedded_positions.max()) + 1
+        given = blocks is not None or position_ids is not None
+        longest = int(embedded_positions.max()) + 1 if given else past_length + length
         if longest > self.config.max_target_positions:
             raise ValueError(
                 f"decoder sequence of {longest} positions{' in a frame block' if blocks is not None else ''} exceeds "
@@ -845,7 +846,7 @@ class UPSFrameBlocks:
     def fold(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """(b, K * S + 1, d) -> (b * K, S + 1, d): row k holds positions ``k * S .. k * S + S``, its block and one
         more. For the last block that one is the end-of-task position; for the others it is the next block's first,
-        which attends to nothing before it in the row and whose output `unfold` drops."""
+        the row's last position (nothing in the row reads it), whose output `unfold` drops."""
         size, d = int(self.length[0, 0]), hidden_states.shape[-1]
         return hidden_states.unfold(1, size + 1, size).permute(0, 1, 3, 2).reshape(-1, size + 1, d)
 

@@ -423,6 +423,11 @@ def test_decoder_position_ids_must_be_consecutive(frames_model, frames_config):
         too_long = torch.full((1, FRAMES * 45 + frames_config.max_target_positions), frames_config.pad_token_id)
         with pytest.raises(ValueError, match="in a frame block exceeds max_target_positions"):
             frames_model(**batch, decoder_input_ids=too_long)
+        # One frame per clip: a given position past the table is refused the same way.
+        one_frame = build_model(tiny_config()).eval()
+        with pytest.raises(ValueError, match="exceeds max_target_positions"):
+            one_frame(**batch, decoder_input_ids=start[:, :1],
+                      decoder_position_ids=torch.tensor([[one_frame.config.max_target_positions]]))
 
 
 def test_generate_max_new_tokens_default_fits_longest_output(model, config):
