@@ -175,6 +175,8 @@ def resolve_options(given: argparse.Namespace) -> argparse.Namespace:
     # The rotation may name a task more than once to give it more steps; everything else sees each task once.
     args.task_set = list(dict.fromkeys(args.tasks))
     args.dataset = _parse_dataset_specs(args.dataset)
+    if args.pose_target_frames is not None and args.pose_target_frames < 1:
+        raise ValueError(f"--pose_target_frames must be positive, got {args.pose_target_frames}")
     if args.max_steps is None and args.num_train_epochs is None:
         raise ValueError("Give --max_steps or --num_train_epochs (or a recipe that sets one)")
     return args
@@ -286,8 +288,6 @@ def main(argv=None):
     if args.num_frames:
         run.processor.feature_extractor.num_frames = args.num_frames
     if args.pose_target_frames is not None:
-        if args.pose_target_frames < 1:
-            raise ValueError(f"--pose_target_frames must be positive, got {args.pose_target_frames}")
         run.processor.pose_estimation_target_frames = args.pose_target_frames
     run.datasets = load_task_datasets(args, run.processor, build_synthetic=build_synthetic_datasets)
     model, vocabulary = build_model(args, run.processor, run.accelerator)

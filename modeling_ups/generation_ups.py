@@ -21,6 +21,14 @@ from .configuration_ups import UPSConfig, task_emits_pose
 CACHE_FIELD = "cache" if "cache" in Seq2SeqLMOutput.__dataclass_fields__ else "past_key_values"
 
 
+def pose_output_joints(config: UPSConfig) -> torch.Tensor:
+    """(num_tasks, num_layouts) joints per frame a row of that task and input layout emits: those of the layout its
+    input is lifted to (`config.pose_target_layouts`) for pose estimation, 0 for the label tasks."""
+    joints = torch.tensor(config.pose_target_num_joints)
+    is_pose = torch.tensor([task_emits_pose(t) for t in config.tasks])
+    return is_pose[:, None] * joints[None, :]
+
+
 class UPSTaskConstrainedLogitsProcessor(LogitsProcessor):
     r"""
     Makes every generated sequence well formed for its row's task and layout.
@@ -44,8 +52,8 @@ class UPSTaskConstrainedLogitsProcessor(LogitsProcessor):
     def __init__(self, config: UPSConfig, task_ids: torch.Tensor, layout_ids: torch.Tensor):
         task_ids = torch.as_tensor(task_ids).long().cpu()
         layout_ids = torch.as_tensor(layout_ids).long().cpu()
-        joints = torch.tensor(config.pose_target_num_joints)[layout_ids]  # pose outputs: the target layout
-        self.is_pose = torch.tensor([task_emits_pose(t) for t in config.tasks])[task_ids]
+        joints = pose_output_joints(config)[task_ids, layout_ids]
+        self.is_pose = joints > 0
         self.eot = torch.tensor([config.task_eot_token_id(t) for t in config.tasks])[task_ids]
         self.length = torch.where(self.is_pose, 3 * joints * config.pose_estimation_target_frames, 1)
         self.label_range = (config.label_token_ids.start, config.label_token_ids.stop)
@@ -308,7 +316,8 @@ class UPSGenerationMixin(GenerationMixin):
         # Row r * frames + k lifts frame k of clip r: its block's positions start at k * block.
         first_position = (torch.arange(frames, device=device) * block).repeat(rows)[:, None]
         inputs = torch.full((rows * frames, 1), self.config.decoder_start_token_id, dtype=torch.long, device=device)
-        chosen, cache = [], None
+        # A clip's blocks read the same memory: its cross-attention keys and values are projected once per clip.
+        chosen, cache = [], self.get_decoder().memory_cache(memory, frames)
         for step in range(block):
             outputs = self(encoder_outputs=folded, decoder_input_ids=inputs, decoder_position_ids=first_position + step,
                            cache=cache, use_cache=step + 1 < block, return_dict=True)
@@ -321,4 +330,4 @@ class UPSGenerationMixin(GenerationMixin):
         return torch.cat([start, body, constraint.eot.to(device)[:, None]], dim=1)
 
 
-__all__ = ["UPSTaskConstrainedLogitsProcessor", "UPSGenerationMixin"]
+__all__ = ["UPSTaskConstrainedLogitsProcessor", "UPSGenerationMixin", "pose_output_joints"]

@@ -35,8 +35,8 @@ from transformers.modeling_outputs import (
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
 
-from .configuration_ups import UPSConfig, task_emits_pose
-from .generation_ups import CACHE_FIELD, UPSGenerationMixin, UPSTaskConstrainedLogitsProcessor
+from .configuration_ups import UPSConfig
+from .generation_ups import CACHE_FIELD, UPSGenerationMixin, UPSTaskConstrainedLogitsProcessor, pose_output_joints
 from .graph_ups import (
     PersonRows,
     RowContext,
@@ -601,9 +601,7 @@ class UPSAttention(nn.Module):
             # The memory does not change while decoding: its keys/values were computed at the first step.
             key, value = layer_cache.layers[self.layer_idx].keys, layer_cache.layers[self.layer_idx].values
         else:
-            source = key_value_states if is_cross else hidden_states
-            key = self.k_proj(source).view(b, source.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
-            value = self.v_proj(source).view(b, source.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
+            key, value = self.project_keys_values(key_value_states if is_cross else hidden_states)
             if layer_cache is not None:
                 key, value = layer_cache.update(key, value, self.layer_idx)
                 if is_cross:
@@ -617,6 +615,13 @@ class UPSAttention(nn.Module):
             dropout=self.attention_dropout if self.training else 0.0,
         )
         return self.out_proj(output.reshape(b, length, -1)), weights
+
+    def project_keys_values(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values (b, heads, length, head_dim) of ``states`` (b, length, d_model)."""
+        b, length, _ = states.shape
+        key = self.k_proj(states).view(b, length, self.num_heads, self.head_dim).transpose(1, 2)
+        value = self.v_proj(states).view(b, length, self.num_heads, self.head_dim).transpose(1, 2)
+        return key, value
 
 
 class UPSDecoderLayer(GradientCheckpointingLayer):
@@ -667,6 +672,10 @@ class UPSDecoder(nn.Module):
         # and this embedding tells them which frame they lift (UPSFrameBlocks).
         frames = config.pose_estimation_target_frames
         self.embed_target_frames = nn.Embedding(frames, config.d_model) if frames > 1 else None
+        # Joints per frame of each (task, layout)'s output, built at the first forward on a device and kept: the
+        # frame blocks read it at every decoding step. (Not built here: `from_pretrained` runs __init__ on the meta
+        # device, where a plain tensor would hold no data.)
+        self._output_joints = None
         self.layers = nn.ModuleList(UPSDecoderLayer(config, i) for i in range(config.decoder_layers))
         self.layer_norm = nn.LayerNorm(config.d_model)
         self.dropout = config.dropout
@@ -699,12 +708,15 @@ class UPSDecoder(nn.Module):
         positions = self._positions(position_ids, b, length, past_length, input_ids.device)
         blocks = None
         if self.embed_target_frames is not None:
-            blocks = UPSFrameBlocks(self.config, task_ids, layout_ids)
+            if self._output_joints is None or self._output_joints.device != input_ids.device:
+                self._output_joints = pose_output_joints(self.config).to(input_ids.device)
+            blocks = UPSFrameBlocks(self._output_joints[task_ids, layout_ids], self.config)
             # Each frame block opens with the start token, as a sequence of its own does.
             input_ids = input_ids.masked_fill(blocks.opens(positions), self.config.decoder_start_token_id)
             embedded_positions = blocks.within(positions)
         else:
             embedded_positions = positions
+        # Without given positions or frame blocks the positions are the ones after the cache: no tensor to read.
         given = blocks is not None or position_ids is not None
         longest = int(embedded_positions.max()) + 1 if given else past_length + length
         if longest > self.config.max_target_positions:
@@ -738,7 +750,8 @@ class UPSDecoder(nn.Module):
             hidden_states = blocks.fold(hidden_states)
             encoder_hidden_states = blocks.repeat(encoder_hidden_states)
             encoder_attention_mask = None if encoder_attention_mask is None else blocks.repeat(encoder_attention_mask)
-        if blocks is not None and not folded:
+        # Rows that each lie in one block (generate()'s folded rows) need the plain causal mask, not the block mask.
+        if blocks is not None and not folded and not blocks.one_per_row(positions, past_length, attention_mask):
             causal_mask = blocks.self_attention_mask(positions, past_length, attention_mask)
         else:
             if attention_mask is None:
@@ -782,6 +795,18 @@ class UPSDecoder(nn.Module):
             cross_attentions=all_cross,
         )
 
+    def memory_cache(self, memory: torch.Tensor, repeats: int) -> EncoderDecoderCache:
+        """A decoder cache holding the cross-attention keys and values of ``memory`` (b, T', d_model) for
+        ``b * repeats`` rows, each row repeated ``repeats`` times: rows that read the same memory (a clip's frame
+        blocks in `generate()`) share one projection instead of computing it ``repeats`` times."""
+        cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+        for layer_idx, layer in enumerate(self.layers):
+            key, value = layer.encoder_attn.project_keys_values(memory)
+            cache.cross_attention_cache.update(key.repeat_interleave(repeats, 0), value.repeat_interleave(repeats, 0),
+                                               layer_idx)
+            cache.is_updated[layer_idx] = True
+        return cache
+
     @staticmethod
     def _positions(position_ids, batch: int, length: int, past_length: int, device) -> torch.Tensor:
         """(batch, length) decoder positions: the next ones after the cache, or the given consecutive ones."""
@@ -791,8 +816,9 @@ class UPSDecoder(nn.Module):
         position_ids = torch.as_tensor(position_ids, device=device).long()
         # The keys already cached sit at the positions before a row's first one: a row's positions are consecutive.
         if tuple(position_ids.shape) != (batch, length) or not bool(
-            (position_ids == position_ids[:, :1] + (steps - past_length)[None]).all()
-        ) or bool((position_ids[:, 0] < past_length).any()):
+            ((position_ids == position_ids[:, :1] + (steps - past_length)[None]).all(1)
+             & (position_ids[:, 0] >= past_length)).all()
+        ):
             raise ValueError(
                 f"decoder position_ids must be (batch, length) = {(batch, length)}, consecutive within each row and "
                 f"at least the {past_length} cached positions; got shape {tuple(position_ids.shape)}"
@@ -813,13 +839,11 @@ class UPSFrameBlocks:
     embedding of its frame ``k``. Label rows are one block.
     """
 
-    def __init__(self, config: UPSConfig, task_ids: torch.Tensor, layout_ids: torch.Tensor):
-        device = task_ids.device
-        is_pose = torch.tensor([task_emits_pose(t) for t in config.tasks], device=device)[task_ids]
-        joints = torch.tensor(config.pose_target_num_joints, device=device)[layout_ids]
+    def __init__(self, joints: torch.Tensor, config: UPSConfig):
+        """``joints`` (b,): joints per frame of each row's output, 0 for label rows (`pose_output_joints`)."""
         # A label row (start token and label) is block 0; the padding of a label row in a batch of longer pose rows
         # falls into further blocks, which no real position reads, and stays inside the position table.
-        self.length = torch.where(is_pose, 3 * joints, config.max_target_positions)[:, None]  # (b, 1)
+        self.length = torch.where(joints > 0, 3 * joints, config.max_target_positions)[:, None]  # (b, 1)
         self.last = config.pose_estimation_target_frames - 1
 
     def of(self, positions: torch.Tensor) -> torch.Tensor:
@@ -859,6 +883,12 @@ class UPSFrameBlocks:
     def repeat(self, values: torch.Tensor) -> torch.Tensor:
         """Per-sample ``values`` (b, ...) for the ``b * K`` folded rows."""
         return values.repeat_interleave(self.last + 1, 0)
+
+    def one_per_row(self, positions, past_length: int, attention_mask=None) -> bool:
+        """Whether every row's cached and new positions lie in one block (and nothing is padded): then the block
+        mask is the plain causal mask."""
+        first_key = positions[:, :1] - past_length
+        return attention_mask is None and bool((self.of(first_key) == self.of(positions[:, -1:])).all())
 
     def self_attention_mask(self, positions, past_length: int, attention_mask=None) -> torch.Tensor:
         """(b, 1, n, past + n) boolean self-attention mask: earlier or same positions of the same block, not padded."""

@@ -412,6 +412,8 @@ def test_several_pose_target_frames_train_save_and_lift_a_video(tmp_path):
     model = AutoModel.from_pretrained(final, trust_remote_code=True)
     processor = UPSProcessor.from_pretrained(final)
     assert model.config.pose_estimation_target_frames == processor.pose_estimation_target_frames == 3
+    with pytest.raises(ValueError, match="--pose_target_frames must be positive"):
+        _train_script().parse_args(["--pose_target_frames", "0"])
     pipe = pipeline("pose-sequence-modeling", model=model, processor=processor)
     video = np.random.default_rng(0).normal(scale=200.0, size=(10, 17, 2)).astype(np.float32)
     lifted = pipe(video, task="pose_estimation", layout="h36m17", frames="all", window=9)

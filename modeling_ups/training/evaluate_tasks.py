@@ -121,7 +121,7 @@ def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_s
             # frames of it, and are not scored (with stride K every frame is scored exactly once).
             scored = min(k, frame_counts[int(index.rows[start + i])] - centre)
             predictions.append(pose[:scored])
-            targets.append(_pose_targets([row], [centre], row["layout"], k)[0][:scored])
+            targets.append(_pose_targets([row], [centre], row["layout"], scored)[0])
             groups.extend([names[int(row["label"])] if int(row["label"]) >= 0 else "all"] * scored)
             subjects.extend([str(row.get("subject", ""))] * scored)
     pred, gt = np.concatenate(predictions), np.concatenate(targets)
