@@ -62,12 +62,13 @@ DEFAULTS = dict(
     config="demo", model_config="ups-tiny", config_overrides=None, model_name_or_path=None, processor="synthetic",
     dataset=None, tasks=PAPER_TASK_ORDER, output_dir="outputs/ups-demo", max_steps=None, num_train_epochs=None,
     per_device_train_batch_size=32, per_device_eval_batch_size=64, learning_rate=1e-3, weight_decay=5e-4,
-    lr_scheduler_type="cosine", num_warmup_steps=0, gradient_accumulation_steps=1, max_grad_norm=1.0,
+    lr_scheduler_type="cosine", num_warmup_steps=0, ema_decay=0.0, gradient_accumulation_steps=1, max_grad_norm=1.0,
     gumbel_temperature_start=1.0, gumbel_temperature_end=0.1, checkpointing_steps=0, checkpoints_total_limit=2,
     resume_from_checkpoint=None, report_to="none", logging_steps=10, seed=0, mixed_precision="no",
     text_encoder="auto", num_train_samples=2000, num_eval_samples=400, max_eval_samples=None, pose_window=None,
-    rotation_degrees=0.0, scale_range=0.0, flip_probability=0.0, test_time_flip=False, pose_eval_stride=5,
-    num_frames=None, pose_target_frames=None, dataloader_num_workers=0, num_threads=None, skip_final_evaluation=False,
+    rotation_degrees=0.0, scale_range=0.0, flip_probability=0.0, random_frame_sampling=False, test_time_flip=False,
+    pose_eval_stride=5, num_frames=None, pose_target_frames=None, layouts=None, dataloader_num_workers=0,
+    num_threads=None, skip_final_evaluation=False,
     push_to_hub=False, hub_model_id=None, hub_token=None,
 )
 
@@ -123,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flip_probability", type=float,
                    help="training augmentation of every task: mirror a sample (x negated, left and right joints "
                         "swapped, in input and pose target) with this probability (VideoPose3D uses 0.5; 0: off)")
+    p.add_argument("--ema_decay", type=float,
+                   help="keep an exponential moving average of the weights with this decay per step (e.g. 0.999) and "
+                        "evaluate and save it instead of the last weights (0: off)")
+    p.add_argument("--random_frame_sampling", action="store_true", default=None,
+                   help="training augmentation of recognition clips resampled to --num_frames: a random frame of "
+                        "each segment instead of its centre (pyskl's UniformSampleFrames)")
     p.add_argument("--test_time_flip", action="store_true", default=None,
                    help="final evaluation of pose estimation: average each prediction with the mirrored input's, "
                         "mirrored back (VideoPose3D's test-time augmentation)")
@@ -133,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_frames", type=int,
                    help="resample every recognition / early-prediction clip to this many frames (pyskl's uniform "
                         "sampling; lifting windows keep theirs); saved with the processor")
+    p.add_argument("--layouts", nargs="+",
+                   help="skeleton layouts the model knows (default: the processor's); a model of one dataset's "
+                        "layout pads joints to it alone (HumanEva-I: 15 joints instead of NTU's 25)")
     p.add_argument("--pose_target_frames", type=int,
                    help="frames K each pose-estimation window predicts (default: the processor's, 1 = the centre "
                         "frame): K consecutive frames around the centre, decoded in parallel from one encoder pass, "
@@ -175,6 +185,8 @@ def resolve_options(given: argparse.Namespace) -> argparse.Namespace:
     # The rotation may name a task more than once to give it more steps; everything else sees each task once.
     args.task_set = list(dict.fromkeys(args.tasks))
     args.dataset = _parse_dataset_specs(args.dataset)
+    if not 0.0 <= args.ema_decay < 1.0:
+        raise ValueError(f"--ema_decay must be in [0, 1), got {args.ema_decay}")
     if args.pose_target_frames is not None and args.pose_target_frames < 1:
         raise ValueError(f"--pose_target_frames must be positive, got {args.pose_target_frames}")
     if args.max_steps is None and args.num_train_epochs is None:
@@ -217,13 +229,15 @@ def build_model(args, processor, accelerator):
         vocabulary = vocabulary_record(model.config.text_encoder_name_or_path, checkpoint=args.model_name_or_path)
         accelerator.print(f"vocabulary embeddings: {vocabulary['vocabulary_init']}")
         return model, vocabulary
-    # The vocabulary and the frame budget belong to the processor; the preset gives the architecture.
-    tok = processor.tokenizer
+    # The vocabulary, the layouts and the frame budget belong to the processor; the preset gives the architecture.
+    tok, fe = processor.tokenizer, processor.feature_extractor
     preset = UPSConfig.from_pretrained(resolve_model_config(args.model_config))
+    preset_layouts = {v["name"]: v for v in preset.layouts}
     config = UPSConfig.from_pretrained(
         resolve_model_config(args.model_config), num_label_tokens=tok.num_label_tokens, num_bins=tok.num_bins,
-        max_frames=max(preset.max_frames, processor.feature_extractor.max_frames),
+        max_frames=max(preset.max_frames, fe.max_frames),
         pose_estimation_target_frames=processor.pose_estimation_target_frames,
+        layouts=[preset_layouts[name] for name in fe.layouts if name in preset_layouts],
     )
     if args.config_overrides:
         config.update_from_string(args.config_overrides)
@@ -279,6 +293,7 @@ class Run:
     optimizer: object = None
     scheduler: object = None
     checkpoints: CheckpointManager = None
+    ema: object = None  # torch.optim.swa_utils.AveragedModel of `unwrapped` with --ema_decay
 
 
 def main(argv=None):
@@ -289,6 +304,8 @@ def main(argv=None):
         run.processor.feature_extractor.num_frames = args.num_frames
     if args.pose_target_frames is not None:
         run.processor.pose_estimation_target_frames = args.pose_target_frames
+    if args.layouts:
+        run.processor.keep_layouts(args.layouts)
     run.datasets = load_task_datasets(args, run.processor, build_synthetic=build_synthetic_datasets)
     model, vocabulary = build_model(args, run.processor, run.accelerator)
     run.accelerator.print(f"UPS model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; tasks "
@@ -299,10 +316,15 @@ def main(argv=None):
         args.max_steps = steps_for_epochs(args, run.datasets, run.accelerator.num_processes)
     run.model, run.optimizer, run.scheduler = run.accelerator.prepare(model, *build_optimizer(model, args))
     del model
+    run.unwrapped = run.accelerator.unwrap_model(run.model)
+    if args.ema_decay:
+        # Registered before `resume`, so a checkpoint holds the average and a resumed run continues it.
+        run.ema = torch.optim.swa_utils.AveragedModel(
+            run.unwrapped, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema_decay), use_buffers=True)
+        run.accelerator.register_for_checkpointing(run.ema)
     run.checkpoints = CheckpointManager(run.output_dir / "checkpoints", keep_last=args.checkpoints_total_limit)
     start_step = resume(run)
     iterators = task_batch_iterators(run, rotation, start_step)
-    run.unwrapped = run.accelerator.unwrap_model(run.model)
     train(run, rotation, iterators, start_step)
     results = finish(run, vocabulary)
     end_run(run)
@@ -386,7 +408,8 @@ def task_batch_iterators(run: Run, rotation: TaskRotation, start_step: int) -> d
             generator=torch.Generator().manual_seed(args.seed),
             collate_fn=TaskCollator(run.processor, t, train_split, train=True, seed=args.seed,
                                     pose_window=args.pose_window, rotation_degrees=args.rotation_degrees,
-                                    flip_probability=args.flip_probability, scale_range=args.scale_range),
+                                    flip_probability=args.flip_probability, scale_range=args.scale_range,
+                                    random_frame_sampling=args.random_frame_sampling),
         )
         iterators[t] = iter(loader)
     return iterators
@@ -433,6 +456,8 @@ def training_step(run: Run, batches):
             run.optimizer.step()
             run.scheduler.step()
             run.optimizer.zero_grad()
+    if run.ema is not None:
+        run.ema.update_parameters(run.unwrapped)
     return loss
 
 
@@ -470,6 +495,8 @@ def finish(run: Run, vocabulary: dict) -> dict:
     args, accelerator, unwrapped = run.args, run.accelerator, run.unwrapped
     accelerator.wait_for_everyone()
     train_time = time.time() - run.t_start
+    if run.ema is not None:  # the average is the trained model: evaluated, saved and pushed
+        unwrapped.load_state_dict(run.ema.module.state_dict())
     # One checksum per process: data-parallel replicas must hold identical parameters after training.
     checksum = torch.stack([p.detach().double().sum() for p in unwrapped.parameters()]).sum().reshape(1)
     checksums = accelerator.gather(checksum.to(accelerator.device)).tolist()

@@ -170,6 +170,13 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
             the second copy the network must carry the root's position across the whole graph to separate shape from
             trajectory (synthetic lifting with `decoder_token_dropout=0.5`: 107.7 instead of 151.5 mm MPJPE,
             docs/design.md).
+        bone_input (`bool`, *optional*, defaults to `False`):
+            Also feed every joint's bone: its coordinates minus its parent's in the layout's tree (rooted at the
+            layout's first root joint; the root's bone is zero), the bone stream of CTR-GCN and InfoGCN fused at the
+            input as EfficientGCN does.
+        motion_input (`bool`, *optional*, defaults to `False`):
+            Also feed every joint's motion: its displacement to the next frame (zero at the last frame), the motion
+            stream of the same models, fused at the input.
         tokenizer_channels (`list[int]`, *optional*, defaults to `[64, 64, 64]`):
             Output channels of the three TCN-GCN layers of the joint tokenizer; the last is the joint-token width ``d``.
         tokenizer_temporal_strides (`list[int]`, *optional*, defaults to `[1, 2, 2]`):
@@ -224,6 +231,9 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
         bin_smoothing_sigma (`float`, *optional*, defaults to 0.0):
             Width (in bins) of the Gaussian soft target of coordinate tokens in the loss; 0 is the paper's one-hot
             NLL. Neighbouring bins are nearly right, so a soft target makes the bin classification ordinal.
+        label_smoothing (`float`, *optional*, defaults to 0.0):
+            Share of an action-label target spread uniformly over all label tokens in the loss (label smoothing, as
+            pyskl's recognition heads use); 0 is the paper's one-hot NLL.
         decoder_token_dropout (`float`, *optional*, defaults to 0.0):
             While training, each decoder input token after the start token is replaced by `<unk>` with this
             probability. Teacher forcing lets a pose decoder predict a coordinate from the ground-truth coordinates
@@ -251,6 +261,8 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
     max_frames: int = 300
     input_channels: int = 3
     root_relative_input: bool = True
+    bone_input: bool = False
+    motion_input: bool = False
     tokenizer_channels: list = field(default_factory=lambda: [64, 64, 64])
     tokenizer_temporal_strides: list = field(default_factory=lambda: [1, 2, 2])
     temporal_kernel_size: int = 5
@@ -275,6 +287,7 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
     attention_dropout: float = 0.0
     init_std: float = 0.02
     bin_smoothing_sigma: float = 0.0
+    label_smoothing: float = 0.0
     decoder_token_dropout: float = 0.0
     use_cache: bool = True
     is_encoder_decoder: bool = True
@@ -303,6 +316,8 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
                     f"{name}={value!r} is no longer supported (ups 0.3 keeps only {name}={only_value!r}, the value of "
                     "every preset and recipe); docs/design.md records why"
                 )
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 <= self.decoder_token_dropout <= 1.0:
             raise ValueError(f"decoder_token_dropout must be in [0, 1], got {self.decoder_token_dropout}")
         unknown = [t for t in self.tasks if t not in TASK_TO_EOT_INDEX]
@@ -362,6 +377,12 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
         """Joints pose estimation outputs per frame, for each layout id of the input."""
         num_joints = {v["name"]: v["num_joints"] for v in self.layouts}
         return [num_joints[self.pose_target_layout(v["name"])] for v in self.layouts]
+
+    @property
+    def tokenizer_input_channels(self) -> int:
+        """Channels of the joint tokenizer's input: the coordinates, then each enabled stream of them."""
+        streams = 1 + int(self.root_relative_input) + int(self.bone_input) + int(self.motion_input)
+        return self.input_channels * streams
 
     @property
     def max_joints(self) -> int:

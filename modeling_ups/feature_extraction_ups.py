@@ -31,10 +31,13 @@ MIN_SCALE = 1e-6
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-def uniform_frame_indices(num_input_frames: int, num_output_frames: int) -> np.ndarray:
-    """Indices of ``num_output_frames`` frames spread uniformly over ``num_input_frames`` (the centre of each of
-    ``num_output_frames`` equal segments, pyskl's deterministic UniformSample). Repeats frames when upsampling."""
-    idx = np.floor((np.arange(num_output_frames) + 0.5) * num_input_frames / num_output_frames).astype(np.int64)
+def uniform_frame_indices(num_input_frames: int, num_output_frames: int, offsets=0.5) -> np.ndarray:
+    """Indices of ``num_output_frames`` frames spread uniformly over ``num_input_frames``: one frame of each of
+    ``num_output_frames`` equal segments, at ``offsets`` (in [0, 1), one for all or one per segment) of the segment.
+    The default, every segment's centre, is pyskl's deterministic UniformSample; offsets drawn at random per segment
+    are its training-time UniformSampleFrames. Repeats frames when upsampling."""
+    positions = np.arange(num_output_frames) + np.asarray(offsets, dtype=np.float64)
+    idx = np.floor(positions * num_input_frames / num_output_frames).astype(np.int64)
     return np.clip(idx, 0, num_input_frames - 1)
 
 

@@ -112,12 +112,32 @@ class UPSSkeletonGraph(nn.Module):
         super().__init__()
         self.layouts = [dict(layout) for layout in config.layouts]
         self.max_joints = config.max_joints
-        adjacency, joint_mask, root_weights = self.compute_buffers()
+        adjacency, joint_mask, root_weights, parents = self.compute_buffers()
         self.register_buffer("adjacency", adjacency, persistent=False)  # (num_layouts, K, V, V)
         self.register_buffer("joint_mask", joint_mask, persistent=False)  # (num_layouts, V)
         self.register_buffer("root_weights", root_weights, persistent=False)  # (num_layouts, V)
+        self.register_buffer("parents", parents, persistent=False)  # (num_layouts, V)
 
-    def compute_buffers(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _parents(self) -> torch.Tensor:
+        """Parent of every joint in its layout's tree, found breadth-first from the layout's first root joint (edges
+        are read undirected). The root and padded joints are their own parents, so their bones are zero."""
+        parents = torch.arange(self.max_joints).repeat(len(self.layouts), 1)
+        for i, v in enumerate(self.layouts):
+            neighbours = {j: [] for j in range(v["num_joints"])}
+            for a, b in v["edges"]:
+                neighbours[a].append(b)
+                neighbours[b].append(a)
+            frontier, seen = [v["root"][0]], {v["root"][0]}
+            while frontier:
+                joint = frontier.pop(0)
+                for other in neighbours[joint]:
+                    if other not in seen:
+                        seen.add(other)
+                        parents[i, other] = joint
+                        frontier.append(other)
+        return parents
+
+    def compute_buffers(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         adjacency = torch.stack(
             [_normalised_adjacency_subsets(v["num_joints"], v["edges"], self.max_joints) for v in self.layouts]
         )
@@ -129,7 +149,7 @@ class UPSSkeletonGraph(nn.Module):
         root_weights = torch.zeros(len(self.layouts), self.max_joints)
         for i, v in enumerate(self.layouts):
             root_weights[i, v["root"]] = 1.0 / len(v["root"])
-        return adjacency, joint_mask, root_weights
+        return adjacency, joint_mask, root_weights, self._parents()
 
     def root_relative(self, coordinates: torch.Tensor, layout_ids: torch.Tensor) -> torch.Tensor:
         """(N, C, T, V) coordinates minus their frame's root (the mean of the layout's root joints). Undetected
@@ -141,6 +161,40 @@ class UPSSkeletonGraph(nn.Module):
         root = torch.einsum("nctv,nv->nct", coordinates, weights)
         detected = coordinates.ne(0).any(1, keepdim=True)
         return (coordinates - root[..., None]) * detected
+
+    def _detected(self, coordinates: torch.Tensor, layout_ids: torch.Tensor) -> torch.Tensor:
+        """(N, 1, T, V) joints with coordinates: not all zero, or a root joint (whose zeros in the first frame are the
+        processor's centring, see `root_relative`); padded frames must already be zero."""
+        is_root = (self.root_weights[layout_ids] > 0)[:, None, None, :]
+        frame_present = coordinates.ne(0).any(1, keepdim=True).any(3, keepdim=True)
+        return coordinates.ne(0).any(1, keepdim=True) | (is_root & frame_present)
+
+    def bones(self, coordinates: torch.Tensor, layout_ids: torch.Tensor) -> torch.Tensor:
+        """(N, C, T, V) vector from each joint's parent to the joint; zero for the root, padded joints and where
+        either end is undetected."""
+        parents = self.parents[layout_ids][:, None, None, :]  # (N, 1, 1, V)
+        detected = self._detected(coordinates, layout_ids)
+        from_parent = coordinates - coordinates.gather(3, parents.expand_as(coordinates))
+        return from_parent * (detected & detected.gather(3, parents.expand_as(detected)))
+
+    def motion(self, coordinates: torch.Tensor, layout_ids: torch.Tensor) -> torch.Tensor:
+        """(N, C, T, V) displacement of each joint to the next frame; zero at the last frame with coordinates and
+        where the joint is undetected in either frame."""
+        detected = self._detected(coordinates, layout_ids)
+        step = (coordinates[:, :, 1:] - coordinates[:, :, :-1]) * (detected[:, :, 1:] & detected[:, :, :-1])
+        return F.pad(step, (0, 0, 0, 1))
+
+    def input_streams(self, coordinates: torch.Tensor, layout_ids: torch.Tensor, config: UPSConfig) -> torch.Tensor:
+        """The joint tokenizer's input (N, `config.tokenizer_input_channels`, T, V): the coordinates (zero at padded
+        frames and joints), then each stream the config enables, in a fixed order."""
+        streams = [coordinates]
+        if config.root_relative_input:
+            streams.append(self.root_relative(coordinates, layout_ids))
+        if config.bone_input:
+            streams.append(self.bones(coordinates, layout_ids))
+        if config.motion_input:
+            streams.append(self.motion(coordinates, layout_ids))
+        return torch.cat(streams, 1) if len(streams) > 1 else coordinates
 
 
 class UPSGraphConvolution(nn.Module):
@@ -293,18 +347,25 @@ class UPSTokenizerLayer(nn.Module):
 class UPSJointTokenizer(nn.Module):
     """Stack of TCN-GCN layers (`config.tokenizer_channels`, `config.tokenizer_temporal_strides`) turning
     (N, C, T, V) coordinates into joint tokens (N, d, T', V) with T' = ceil(T / prod(strides)). C is
-    `config.input_channels`, twice that with `config.root_relative_input` (coordinates, then root-relative ones)."""
+    `config.tokenizer_input_channels` (the coordinates and their streams, `UPSSkeletonGraph.input_streams`)."""
 
     def __init__(self, config: UPSConfig):
         super().__init__()
-        in_channels = config.input_channels * (2 if config.root_relative_input else 1)
-        channels = [in_channels] + [int(c) for c in config.tokenizer_channels]
+        channels = [config.tokenizer_input_channels] + [int(c) for c in config.tokenizer_channels]
         self.layers = nn.ModuleList(
             UPSTokenizerLayer(config, channels[i], channels[i + 1], int(stride))
             for i, stride in enumerate(config.tokenizer_temporal_strides)
         )
+        # A frame's displacement is a few hundredths of the body's size (the processor's unit), so the motion
+        # stream (the last channels, `UPSSkeletonGraph.input_streams`) is normalised to the scale of the others, as
+        # the motion-stream models normalise their input (CTR-GCN's data BatchNorm).
+        self.motion_norm = UPSTaskBatchNorm(len(config.tasks), config.input_channels) if config.motion_input else None
 
     def forward(self, hidden_states: torch.Tensor, context: RowContext) -> tuple[torch.Tensor, RowContext]:
+        if self.motion_norm is not None:
+            channels = self.motion_norm.weight.shape[0]
+            motion = self.motion_norm(hidden_states[:, -channels:], context) * context.feature_mask
+            hidden_states = torch.cat([hidden_states[:, :-channels], motion], 1)
         for layer in self.layers:
             out_context = context.downsample(layer.stride)
             hidden_states = layer(hidden_states, context, out_context)

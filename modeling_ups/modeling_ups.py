@@ -542,9 +542,7 @@ class UPSEncoder(nn.Module):
             attention_mask.to(dtype)[persons.sample], self.graph.joint_mask[row_layouts].to(dtype),
             self.graph.adjacency[row_layouts].to(dtype), row_layouts, task_ids[persons.sample],
         )
-        x = x * context.feature_mask
-        if self.config.root_relative_input:
-            x = torch.cat([x, self.graph.root_relative(x, row_layouts)], 1)
+        x = self.graph.input_streams(x * context.feature_mask, row_layouts, self.config)
         hidden_states, context = self.joint_tokenizer(x, context)
         positions = self.embed_positions.weight[: hidden_states.shape[2]].t()  # (d, T')
         return (hidden_states + positions[None, :, :, None]) * context.feature_mask, context
@@ -972,7 +970,8 @@ class UPSPreTrainedModel(PreTrainedModel):
             init.zeros_(module.alpha)
             init.zeros_(module.topology_offset)
         elif isinstance(module, UPSSkeletonGraph):
-            for buffer, value in zip(("adjacency", "joint_mask", "root_weights"), module.compute_buffers()):
+            names = ("adjacency", "joint_mask", "root_weights", "parents")
+            for buffer, value in zip(names, module.compute_buffers()):
                 init.copy_(getattr(module, buffer), value)
         elif isinstance(module, nn.Conv2d):
             # Convolutions of the graph network: He initialisation (fan-out), as in ST-GCN/CTR-GCN.
@@ -1207,7 +1206,9 @@ class UPSForPoseSequenceModeling(UPSPreTrainedModel, UPSGenerationMixin):
 
         With ``config.bin_smoothing_sigma > 0`` a coordinate target is the Gaussian over its axis's bins centred
         on the true bin (SimCC-style label smoothing): neighbouring bins are almost right, so they are rewarded
-        almost as much, which turns the bin classification into an ordinal target and speeds up learning.
+        almost as much, which turns the bin classification into an ordinal target and speeds up learning. With
+        ``config.label_smoothing > 0`` an action-label target keeps that share of its weight spread uniformly over
+        the label tokens.
         """
         log_probs = torch.log_softmax(logits.float(), dim=-1)
         valid = labels != -100
@@ -1224,6 +1225,13 @@ class UPSForPoseSequenceModeling(UPSPreTrainedModel, UPSGenerationMixin):
             weights = weights / weights.sum(-1, keepdim=True)
             axis_log_probs = log_probs[is_bin].gather(-1, axis_start[:, None] + bins[None, :])
             token_nll = token_nll.masked_scatter(is_bin, -(weights * axis_log_probs).sum(-1))
+        smoothing = float(getattr(self.config, "label_smoothing", 0.0) or 0.0)
+        label_ids = self.config.label_token_ids
+        is_label = valid & (labels >= label_ids.start) & (labels < label_ids.stop)
+        if smoothing > 0 and bool(is_label.any()):
+            uniform_nll = -log_probs[is_label][:, label_ids.start:label_ids.stop].mean(-1)
+            smoothed = (1 - smoothing) * token_nll[is_label] + smoothing * uniform_nll
+            token_nll = token_nll.masked_scatter(is_label, smoothed)
         return token_nll * valid
 
     def _loss(self, logits, labels, task_ids):

@@ -262,6 +262,26 @@ class UPSProcessor(ProcessorMixin):
         return result
 
     # ------------------------------------------------------------------ agreement with a model
+    def keep_layouts(self, layouts: Sequence[str]) -> None:
+        """Restrict this processor to the model layouts ``layouts`` (in their order), for a model that knows only
+        them: its joints are padded to the largest of them instead of NTU's 25 (a HumanEva-I lifter computes on 15).
+        Conversions into a dropped layout go with it; a dropped default layout becomes None. Raises ValueError
+        naming a layout this processor does not know, or a pose target layout that would be dropped."""
+        fe = self.feature_extractor
+        layouts = list(layouts)
+        unknown = [name for name in layouts if name not in fe.layouts]
+        if unknown or not layouts:
+            raise ValueError(f"keep_layouts: {unknown or 'no layouts'} given; the processor's layouts are {fe.layouts}")
+        lost_targets = {k: v for k, v in self.pose_target_layouts.items() if k in layouts and v not in layouts}
+        if lost_targets:
+            raise ValueError(f"keep_layouts: pose_target_layouts {lost_targets} lift to a layout not kept")
+        settings = fe.to_dict()
+        conversions = {src: dst for src, dst in fe.layout_conversions.items() if dst in layouts}
+        default = fe.default_layout if fe.default_layout in layouts + list(conversions) else None
+        settings.update(layouts=layouts, layout_conversions=conversions, default_layout=default)
+        self.feature_extractor = type(fe)(**settings)
+        self.pose_target_layouts = {k: v for k, v in self.pose_target_layouts.items() if k in layouts}
+
     def check_model_config(self, config) -> None:
         """Raise ValueError when this processor and a model config disagree on vocabulary, layouts or tasks."""
         problems = []

@@ -588,6 +588,28 @@ def test_loss_averages_per_sample(config):
     torch.testing.assert_close(out.task_losses["pose_estimation_3d"], nll[i][valid[i]].mean())
 
 
+def test_label_smoothing_spreads_a_share_of_label_targets_over_the_label_tokens_only():
+    config = tiny_config(label_smoothing=0.2)
+    model = build_model(config).eval()
+    batch = make_batch(config, MIXED, seed=9)
+    labels = make_labels(config, batch)
+    out = model(**batch, labels=labels)
+    log_probs = out.logits.float().log_softmax(-1)
+    valid = labels != -100
+    nll = -log_probs.gather(-1, labels.clamp(min=0)[..., None])[..., 0]
+    label_ids = config.label_token_ids
+    is_label = valid & (labels >= label_ids.start) & (labels < label_ids.stop)
+    assert is_label.sum() == 3 and (is_label.sum(1) <= 1).all()  # one label token per recognition target
+    uniform = -log_probs[..., label_ids.start:label_ids.stop].mean(-1)
+    expected = torch.where(is_label, 0.8 * nll + 0.2 * uniform, nll) * valid  # pose and end tokens stay one-hot
+    torch.testing.assert_close(out.loss, (expected.sum(1) / valid.sum(1)).mean())
+    plain = build_model(tiny_config()).eval()
+    plain.load_state_dict(model.state_dict())
+    assert not torch.allclose(plain(**batch, labels=labels).loss, out.loss)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        tiny_config(label_smoothing=1.0)
+
+
 def test_optimizer_steps_lower_loss_on_every_task(config):
     model = build_model(config)
     batch = make_batch(config, MIXED, seed=10)
@@ -791,14 +813,55 @@ def test_root_relative_copy_subtracts_each_frames_root_and_keeps_missing_joints_
     torch.testing.assert_close(graph.root_relative(moved, layout_ids)[1, :, 1:], relative[1, :, 1:])
 
 
-@pytest.mark.parametrize("root_relative_input", [True, False])
-def test_root_relative_input_sets_the_tokenizers_input_channels(root_relative_input):
-    config = tiny_config(root_relative_input=root_relative_input)
+def test_bones_run_from_each_joints_parent_in_the_layout_tree():
+    config = tiny_config()
+    graph = build_model(config).model.encoder.graph
+    layout_id = config.layout_id("h36m17")
+    layout = config.layouts[layout_id]
+    coords = torch.randn(1, 3, 4, config.max_joints, generator=torch.Generator().manual_seed(0))
+    coords[..., 17:] = 0.0  # padded joints
+    coords[0, :, 0, 0] = 0.0  # the pelvis at the origin in frame 0, as the processor centres it
+    coords[0, :, 2, 5] = 0.0  # left knee missed in frame 2
+    bones = graph.bones(coords, torch.tensor([layout_id]))
+    parents = graph.parents[layout_id]
+    # Every edge of the layout joins a joint to its parent, and every joint but the root has one.
+    edges = {frozenset(e) for e in layout["edges"]}
+    assert all(frozenset((j, int(parents[j]))) in edges for j in range(1, 17)) and parents[0] == 0
+    for joint in (1, 2, 3, 16):  # right hip (the pelvis is at zero in frame 0), right knee and ankle, right wrist
+        torch.testing.assert_close(bones[0, :, :, joint], coords[0, :, :, joint] - coords[0, :, :, int(parents[joint])])
+    assert (bones[0, :, :, 0] == 0).all() and (bones[0, :, :, 17:] == 0).all()
+    assert (bones[0, :, 2, 5] == 0).all() and (bones[0, :, 2, 6] == 0).all()  # the missed left knee and its ankle
+    torch.testing.assert_close(bones[0, :, 3, 6], coords[0, :, 3, 6] - coords[0, :, 3, 5])
+
+
+def test_motion_is_the_displacement_to_the_next_frame_and_stops_at_missing_frames_and_joints():
+    config = tiny_config()
+    graph = build_model(config).model.encoder.graph
+    layout_id = config.layout_id("ntu25")
+    coords = torch.randn(1, 3, 6, config.max_joints, generator=torch.Generator().manual_seed(1))
+    coords[..., 4:, :] = 0.0  # frames 4 and 5 are padding
+    coords[0, :, 1, 7] = 0.0  # joint 7 missed in frame 1
+    motion = graph.motion(coords, torch.tensor([layout_id]))
+    torch.testing.assert_close(motion[0, :, :3, 3], coords[0, :, 1:4, 3] - coords[0, :, :3, 3])
+    assert (motion[0, :, 3:] == 0).all()  # the last real frame and the padding
+    assert (motion[0, :, 0:2, 7] == 0).all()  # into and out of the missed frame
+
+
+@pytest.mark.parametrize("streams", [{}, {"root_relative_input": False}, {"bone_input": True},
+                                     {"motion_input": True}, {"bone_input": True, "motion_input": True}])
+def test_input_streams_set_the_tokenizers_input_channels(streams):
+    config = tiny_config(**streams)
     model = build_model(config)
     first = model.model.encoder.joint_tokenizer.layers[0].graph.graph_conv.value
-    assert first.in_channels == 3 * (2 if root_relative_input else 1)
+    expected = 1 + streams.get("root_relative_input", True) + streams.get("bone_input", False) + streams.get(
+        "motion_input", False)
+    assert first.in_channels == 3 * expected == config.tokenizer_input_channels
+    # Only a model with the motion stream normalises it, so checkpoints without streams keep their parameters.
+    has_norm = any(name.startswith("model.encoder.joint_tokenizer.motion_norm") for name in model.state_dict())
+    assert has_norm == streams.get("motion_input", False)
     batch = make_batch(config, MIXED)
-    assert model.model.encoder(**batch).last_hidden_state.shape[-1] == config.d_model
+    outputs = model.model.encoder(**batch)
+    assert outputs.last_hidden_state.shape[-1] == config.d_model and torch.isfinite(outputs.last_hidden_state).all()
 
 
 # ------------------------------------------------------------------------------------------------ decoder inputs

@@ -181,6 +181,32 @@ def test_check_model_config(processor):
             processor.check_model_config(bad)
 
 
+def test_keep_layouts_restricts_the_processor_to_a_model_of_those_layouts(tmp_path):
+    processor = UPSProcessor(UPSFeatureExtractor(default_layout="h36m17"), UPSTokenizer(labels=LABELS, num_bins=64),
+                             pose_target_layouts={"coco17": "h36m17"})
+    processor.keep_layouts(["h36m17", "humaneva15"])
+    fe = processor.feature_extractor
+    assert fe.layouts == ["h36m17", "humaneva15"] and fe.default_layout == "h36m17"
+    assert fe.layout_conversions == {"halpe26": "h36m17"} and processor.pose_target_layouts == {}
+    config = UPSConfig(num_label_tokens=len(LABELS), num_bins=64,
+                       layouts=[LAYOUTS["h36m17"].to_dict(), LAYOUTS["humaneva15"].to_dict()])
+    processor.check_model_config(config)
+    assert config.max_joints == 17
+    batch = processor(skeleton(12, 15, 2, seed=3), task="pose_estimation", target_poses=target_sequence(12, 15),
+                      layout="humaneva15")
+    assert batch["pose_values"].shape[-2] == 15 and batch["layout_ids"].tolist() == [1]
+    with pytest.raises(ValueError, match="No layout has 25 joints"):
+        processor(skeleton(), task="action_recognition", labels="walking")
+    processor.save_pretrained(tmp_path)
+    assert UPSProcessor.from_pretrained(tmp_path).feature_extractor.layouts == ["h36m17", "humaneva15"]
+    with pytest.raises(ValueError, match="ntu25"):
+        processor.keep_layouts(["ntu25"])
+    lifter = UPSProcessor(UPSFeatureExtractor(), UPSTokenizer(labels=LABELS, num_bins=64),
+                          pose_target_layouts={"coco17": "h36m17"})
+    with pytest.raises(ValueError, match="pose_target_layouts"):
+        lifter.keep_layouts(["coco17"])
+
+
 # ---------------------------------------------------------------- save / load
 def _sample_call(processor):
     return processor([skeleton(), skeleton(12, 17, 2, seed=5)], task=["action_recognition", "pose_estimation"],

@@ -148,6 +148,33 @@ def test_killed_runs_resume_to_the_uninterrupted_parameters(tmp_path):
         torch.testing.assert_close(got[name], expected[name], rtol=0, atol=0, msg=name)
 
 
+def test_ema_saves_the_moving_average_of_the_weights_and_resumes_it(tmp_path):
+    args = ["--max_steps", "4", "--skip_final_evaluation", "--learning_rate", "3e-3", "--checkpoints_total_limit", "5"]
+    plain = tmp_path / "plain"
+    _train(plain, *args, "--checkpointing_steps", "1")
+    steps = [load_file(str(plain / "checkpoints" / f"step_{k}" / "model.safetensors")) for k in (1, 2, 3)]
+    steps.append(_weights(plain))
+    averaged = tmp_path / "averaged"
+    _train(averaged, *args, "--checkpointing_steps", "2", "--ema_decay", "0.75")
+    got = _weights(averaged)
+    # The average does not change the training (the raw weights of step 2 are the plain run's) ...
+    raw = load_file(str(averaged / "checkpoints" / "step_2" / "model.safetensors"))
+    for name in raw:
+        torch.testing.assert_close(raw[name], steps[1][name], rtol=0, atol=0, msg=name)
+    # ... and the saved model is its exponential moving average, starting from the first step's weights.
+    for name in got:
+        expected = steps[0][name].double()
+        for weights in steps[1:]:
+            expected = 0.75 * expected + 0.25 * weights[name].double()
+        torch.testing.assert_close(got[name].double(), expected, rtol=1e-5, atol=1e-6, msg=name)
+    assert any(not torch.equal(got[name], steps[-1][name]) for name in got)
+    # A run resumed from step 2 continues the average it left there.
+    _train(averaged, *args, "--checkpointing_steps", "2", "--ema_decay", "0.75", "--resume_from_checkpoint", "latest")
+    resumed = _weights(averaged)
+    for name in got:
+        torch.testing.assert_close(resumed[name], got[name], rtol=0, atol=0, msg=name)
+
+
 def test_interrupted_checkpoint_is_skipped_with_a_warning(tmp_path, caplog):
     manager = CheckpointManager(tmp_path, keep_last=5)
     manager.save(2, lambda d: (d / "model.safetensors").write_bytes(b"ok"))
@@ -368,6 +395,7 @@ def test_config_overrides_change_the_preset_and_are_checked_like_the_config():
         return train.build_model(args, processor, quiet)[0]
 
     model = build("routing_train_all_blocks=false,decoder_token_dropout=0.25")
+    assert model.config.layout_names == processor.feature_extractor.layouts  # all six
     assert model.config.routing_train_all_blocks is False and model.config.decoder_token_dropout == 0.25
     assert not any(layer.train_all_blocks for layer in model.model.encoder.layers)
     assert model.config.d_model == train.UPSConfig.from_pretrained(train.resolve_model_config("ups-tiny")).d_model
@@ -375,6 +403,61 @@ def test_config_overrides_change_the_preset_and_are_checked_like_the_config():
         build("decoder_token_dropout=2")
     with pytest.raises(ValueError, match="no_such_field"):
         build("no_such_field=1")
+
+
+def test_random_frame_sampling_takes_one_frame_of_each_segment_of_training_recognition_clips():
+    from datasets_scripts.synthetic import build_synthetic_datasets
+    from modeling_ups import UPSProcessor
+    from modeling_ups.feature_extraction_ups import uniform_frame_indices
+    from modeling_ups.training.data import TaskCollator
+
+    processor = UPSProcessor.from_pretrained(REPO / "processors" / "synthetic")
+    processor.feature_extractor.num_frames = 8
+    datasets = build_synthetic_datasets(num_train=6, num_test=2, seed=0)
+
+    def clips(task, train, sampling):
+        split = datasets[task]["train"]
+        rows = [split.with_format("numpy")[i] for i in range(6)]
+        collator = TaskCollator(processor, task, split, train=train, seed=0, random_frame_sampling=sampling)
+        return collator.inputs_and_targets(rows, [(i,) for i in range(6)])[0], rows
+
+    for task in ("action_recognition_3d", "action_recognition_2d"):
+        sampled, rows = clips(task, True, True)
+        drawn = []
+        for clip, row in zip(sampled, rows):
+            source = np.swapaxes(row["poses"], 0, 1)[..., :2]  # (M, T, J, 2): the channels every task keeps
+            length = source.shape[1]
+            assert clip.shape[1] == 8
+            # Each output frame is a frame of its own segment of the clip, in order.
+            found = [next(t for t in range(length) if np.array_equal(source[:, t], clip[:, k, :, :2]))
+                     for k in range(8)]
+            lower, upper = uniform_frame_indices(length, 8, 0.0), uniform_frame_indices(length, 8, 0.999999)
+            assert all(lo <= f <= up for f, lo, up in zip(found, lower, upper)), (found, lower, upper)
+            drawn.append(tuple(found))
+        assert any(d != tuple(uniform_frame_indices(len(r["poses"]), 8)) for d, r in zip(drawn, rows))
+        assert len(set(drawn)) > 1
+        # Evaluation, and training without the option, leave the resampling to the processor (segment centres).
+        for train, sampling in ((False, True), (True, False)):
+            plain, _ = clips(task, train, sampling)
+            assert all(a.shape[1] == len(r["poses"]) for a, r in zip(plain, rows))
+    pose_clips, pose_rows = clips("pose_estimation_3d", True, True)
+    assert [c.shape[1] for c in pose_clips] == [len(r["poses_2d"]) for r in pose_rows]
+
+
+def test_layouts_option_builds_a_model_padded_to_the_kept_layouts_only():
+    from types import SimpleNamespace
+
+    from modeling_ups import UPSProcessor
+
+    train = _train_script()
+    processor = UPSProcessor.from_pretrained(REPO / "processors" / "humaneva")
+    args = train.parse_args(["--text_encoder", "none", "--layouts", "humaneva15"])
+    processor.keep_layouts(args.layouts)
+    model = train.build_model(args, processor, SimpleNamespace(print=lambda *a, **k: None))[0]
+    assert model.config.layout_names == ["humaneva15"] and model.config.max_joints == 15
+    batch = processor(np.random.default_rng(0).normal(size=(27, 15, 2)).astype(np.float32), task="pose_estimation",
+                      return_tensors="pt")
+    assert model.generate(**batch, max_new_tokens=3 * 15 + 1).shape[1] == 3 * 15 + 2  # start, 45 bins, end
 
 
 def test_axis_scaling_stretches_each_axis_of_3d_clips_only_while_training():
@@ -414,6 +497,8 @@ def test_several_pose_target_frames_train_save_and_lift_a_video(tmp_path):
     assert model.config.pose_estimation_target_frames == processor.pose_estimation_target_frames == 3
     with pytest.raises(ValueError, match="--pose_target_frames must be positive"):
         _train_script().parse_args(["--pose_target_frames", "0"])
+    with pytest.raises(ValueError, match="--ema_decay must be in"):
+        _train_script().parse_args(["--ema_decay", "1"])
     pipe = pipeline("pose-sequence-modeling", model=model, processor=processor)
     video = np.random.default_rng(0).normal(scale=200.0, size=(10, 17, 2)).astype(np.float32)
     lifted = pipe(video, task="pose_estimation", layout="h36m17", frames="all", window=9)

@@ -16,7 +16,9 @@ It may stretch each axis of a 3D clip by its own random factor (``scale_range``,
 proportions and depth differ between views as they do between cameras. It may also mirror samples
 (``flip_probability``, VideoPose3D's flip augmentation): horizontal coordinates negated, left and right joints
 swapped, in the input and in a pose target alike, which doubles the poses a small dataset shows (HumanEva-I) and
-leaves every action's label as it is.
+leaves every action's label as it is. Recognition clips resampled to the processor's ``num_frames`` may take a
+random frame of each segment instead of its centre (``random_frame_sampling``, pyskl's training-time
+UniformSampleFrames), so that no two epochs show a clip at the same instants.
 
 Randomness (observation ratios, window centres, rotations, scales, flips) is a pure function of (seed, task,
 stream position), so a resumed run sees exactly the samples an uninterrupted run would, however the stream is split
@@ -31,6 +33,7 @@ import torch
 
 from ..configuration_ups import POSE_ESTIMATION_TASK, UPS_TASKS
 from ..evaluation.metrics import OBSERVATION_RATIOS
+from ..feature_extraction_ups import uniform_frame_indices
 from ..skeletons import get_layout
 
 EARLY_TASK = "early_action_prediction_3d"
@@ -39,6 +42,8 @@ VIEW_AUGMENTED_TASKS = ("action_recognition_3d", EARLY_TASK)
 _ROTATION_STREAM = 1
 _FLIP_STREAM = 2
 _SCALE_STREAM = 3
+_FRAME_STREAM = 4
+RECOGNITION_TASKS = ("action_recognition_3d", "action_recognition_2d")
 
 
 def random_view_rotation(rng: np.random.Generator, max_degrees: float) -> np.ndarray:
@@ -111,11 +116,14 @@ class TaskCollator:
             uniformly from [1 - scale_range, 1 + scale_range]; 0 turns it off.
         flip_probability: training only, every task: mirror a sample with this probability
             (:meth:`SkeletonLayout.mirror`, input and pose target alike); 0 turns it off.
+        random_frame_sampling: training only, 3D and 2D recognition with the processor's `num_frames` set: take a
+            random frame of each of the `num_frames` equal segments of a clip instead of the segment's centre.
     """
 
     def __init__(self, processor, task: str, dataset, train: bool, seed: int = 0,
                  pose_window: Optional[int] = None, observation_ratio: Optional[float] = None,
-                 rotation_degrees: float = 0.0, flip_probability: float = 0.0, scale_range: float = 0.0):
+                 rotation_degrees: float = 0.0, flip_probability: float = 0.0, scale_range: float = 0.0,
+                 random_frame_sampling: bool = False):
         if task not in UPS_TASKS:
             raise ValueError(f"Unknown task {task!r}; choose from {list(UPS_TASKS)}")
         if not 0.0 <= rotation_degrees <= 180.0:
@@ -127,6 +135,7 @@ class TaskCollator:
         self.processor, self.task, self.dataset, self.train = processor, task, dataset, train
         self.seed, self.pose_window, self.observation_ratio = seed, pose_window, observation_ratio
         self.rotation_degrees, self.scale_range, self.flip_probability = rotation_degrees, scale_range, flip_probability
+        self.random_frame_sampling = random_frame_sampling
 
     def _view_transform(self, key) -> Optional[np.ndarray]:
         """The 3x3 map a 3D training clip goes through (random rotation, then per-axis scale), or None when both
@@ -140,6 +149,15 @@ class TaskCollator:
             factors = self._rng((*key, _SCALE_STREAM)).uniform(1.0 - self.scale_range, 1.0 + self.scale_range, size=3)
             transform = factors.astype(np.float32)[:, None] * transform
         return transform
+
+    def _sampled_frames(self, key, num_frames: int) -> Optional[np.ndarray]:
+        """Frames a training recognition clip is resampled to at random (see `random_frame_sampling`), or None
+        when the processor resamples it to its segments' centres."""
+        wanted = self.processor.feature_extractor.num_frames
+        if not (self.train and self.random_frame_sampling and self.task in RECOGNITION_TASKS and wanted):
+            return None
+        offsets = self._rng((*key, _FRAME_STREAM)).random(wanted)
+        return uniform_frame_indices(num_frames, wanted, offsets)
 
     def _flips(self, key) -> bool:
         return self.train and self.flip_probability > 0 and (
@@ -186,6 +204,9 @@ class TaskCollator:
                     if "confidences" in row and row["confidences"] is not None:
                         conf = _persons_first(row["confidences"])[..., None]
                         seq = np.concatenate([seq[..., :2], conf], axis=-1)
+                frames = self._sampled_frames(keys[i], seq.shape[1])
+                if frames is not None:
+                    seq = seq[:, frames]
                 if self._flips(keys[i]):
                     seq = get_layout(layout[i]).mirror(seq)  # confidences, the last channel, swap with their joints
                 poses.append(seq)
