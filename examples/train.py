@@ -495,7 +495,9 @@ def finish(run: Run, vocabulary: dict) -> dict:
     args, accelerator, unwrapped = run.args, run.accelerator, run.unwrapped
     accelerator.wait_for_everyone()
     train_time = time.time() - run.t_start
-    if run.ema is not None:  # the average is the trained model: evaluated, saved and pushed
+    if run.ema is not None:
+        # The average is the trained model: evaluated, saved and pushed. Only the state dict (parameters and
+        # BatchNorm statistics) is copied; the graph's constant buffers stay the model's own.
         unwrapped.load_state_dict(run.ema.module.state_dict())
     # One checksum per process: data-parallel replicas must hold identical parameters after training.
     checksum = torch.stack([p.detach().double().sum() for p in unwrapped.parameters()]).sum().reshape(1)

@@ -1226,9 +1226,9 @@ class UPSForPoseSequenceModeling(UPSPreTrainedModel, UPSGenerationMixin):
             axis_log_probs = log_probs[is_bin].gather(-1, axis_start[:, None] + bins[None, :])
             token_nll = token_nll.masked_scatter(is_bin, -(weights * axis_log_probs).sum(-1))
         smoothing = float(getattr(self.config, "label_smoothing", 0.0) or 0.0)
-        label_ids = self.config.label_token_ids
-        is_label = valid & (labels >= label_ids.start) & (labels < label_ids.stop)
-        if smoothing > 0 and bool(is_label.any()):
+        if smoothing > 0:
+            label_ids = self.config.label_token_ids
+            is_label = valid & (labels >= label_ids.start) & (labels < label_ids.stop)
             uniform_nll = -log_probs[is_label][:, label_ids.start:label_ids.stop].mean(-1)
             smoothed = (1 - smoothing) * token_nll[is_label] + smoothing * uniform_nll
             token_nll = token_nll.masked_scatter(is_label, smoothed)

@@ -323,6 +323,17 @@ def test_every_option_has_one_default_and_the_command_line_beats_the_recipe(tmp_
         train.parse_args(["--config", str(no_length)])
 
 
+@pytest.mark.parametrize("recipe", sorted(p.stem for p in (REPO / "configuration" / "recipes").glob("*.json")))
+def test_every_shipped_recipe_resolves_to_valid_options(recipe):
+    """A recipe names only known options, with values the option checks accept (docs/results.md runs them)."""
+    train = _train_script()
+    args = train.parse_args(["--config", recipe])
+    assert args.config == recipe and (args.max_steps or args.num_train_epochs)
+    for key, value in train.load_recipe(recipe).items():
+        if not key.startswith("_") and key not in ("dataset", "tasks"):
+            assert getattr(args, key) == value, key
+
+
 @pytest.mark.parametrize("layout_name", sorted(__import__("modeling_ups.skeletons", fromlist=["LAYOUTS"]).LAYOUTS))
 def test_mirror_negates_x_and_swaps_left_and_right_joints(layout_name):
     from modeling_ups.skeletons import get_layout
