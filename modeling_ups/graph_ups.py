@@ -166,8 +166,8 @@ class UPSSkeletonGraph(nn.Module):
         """(N, 1, T, V) joints with coordinates: not all zero, or a root joint (whose zeros in the first frame are the
         processor's centring, see `root_relative`); padded frames must already be zero."""
         is_root = (self.root_weights[layout_ids] > 0)[:, None, None, :]
-        frame_present = coordinates.ne(0).any(1, keepdim=True).any(3, keepdim=True)
-        return coordinates.ne(0).any(1, keepdim=True) | (is_root & frame_present)
+        has_coordinates = coordinates.ne(0).any(1, keepdim=True)
+        return has_coordinates | (is_root & has_coordinates.any(3, keepdim=True))
 
     def bones(self, coordinates: torch.Tensor, layout_ids: torch.Tensor) -> torch.Tensor:
         """(N, C, T, V) vector from each joint's parent to the joint; zero for the root, padded joints and where
