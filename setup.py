@@ -67,7 +67,7 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={"train": TRAIN_REQUIRES, "test": TEST_REQUIRES},
     entry_points={
-        "console_scripts": ["ups=modeling_ups.cli:main"],
+        "console_scripts": ["ups=modeling_ups.cli:run"],
         # `ups convert` (modeling_ups.cli finds it here, so modeling_ups never imports the converters, which use it).
         "ups.commands": ["convert=datasets_scripts.cli:main"],
     },

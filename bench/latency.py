@@ -89,19 +89,24 @@ def make_checkpoint(folder: Path, config: str, processor_name: str, frames: int 
 def _env(threads: int) -> dict:
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
                HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    # A user's Python caches bytecode; with PYTHONDONTWRITEBYTECODE set (as in this project's sandbox) every run
+    # would compile this package's sources again and time that instead of the import.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     return env
 
 
 def _wall(command, env, runs: int) -> list:
+    """Wall seconds of ``runs`` runs of ``command``, after one untimed run (it writes the bytecode caches)."""
     times = []
-    for _ in range(runs):
+    for run in range(runs + 1):
         start = time.perf_counter()
         done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO_ROOT, check=False)
-        times.append(time.perf_counter() - start)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(map(str, command))} failed:\n{done.stderr[-3000:]}")
+        if run:
+            times.append(time.perf_counter() - start)
     return times
 
 
@@ -139,6 +144,21 @@ def import_profile(env) -> dict:
             "slowest_modules": sorted(rows, key=lambda r: -r["cumulative_us"])[:25]}
 
 
+def installed_packages() -> dict:
+    """The interpreter and the versions that decide the import's cost: transformers imports scipy.optimize (for its
+    object-detection losses) only when scipy is installed, which the ``test`` extra brings in and a plain
+    ``pip install ups`` does not."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("torch", "transformers", "accelerate", "scipy"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return {"python": sys.executable, **found}
+
+
 def measure(config="ups-tiny", processor="ntu60", runs=5, threads=0, log=print) -> dict:
     env = _env(threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -170,7 +190,7 @@ def measure(config="ups-tiny", processor="ntu60", runs=5, threads=0, log=print) 
             "ups_help_s": {"median": statistics.median(help_only), "min": min(help_only)},
             "python_startup_s": {"median": statistics.median(interpreter), "min": min(interpreter)},
             "first_call_breakdown_s": breakdown, "import_profile": profile, "target_s": TARGET_S,
-            "load_average": [round(x, 2) for x in os.getloadavg()], "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "installed": installed_packages(), "load_average": [round(x, 2) for x in os.getloadavg()], "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "code": _code_version()}
 
 
@@ -179,6 +199,7 @@ def table_lines(result: dict) -> list:
     total = sum(b.values())
     lines = [f"ups predict, one 100-frame clip, {result['config']} ({result['checkpoint_mb']:.1f} MB checkpoint), "
              f"{result['runs']} runs, threads {result['threads']}, load {result['load_average']}",
+             "  installed: " + ", ".join(f"{k} {v or 'absent'}" for k, v in result["installed"].items()),
              f"  ups predict wall:       median {p['median']:.2f} s, best {p['min']:.2f} s "
              f"(target < {result['target_s']} s: {'met' if p['median'] < result['target_s'] else 'missed'})",
              f"  same, OMP_NUM_THREADS=1: median {result['ups_predict_one_thread_s']['median']:.2f} s, best "
@@ -207,6 +228,7 @@ def markdown(result: dict) -> str:
              f"checkpoint ({result['checkpoint_mb']:.1f} MB), one 100-frame NTU-25 3D `.npy` clip, fresh "
              f"interpreters, {result['runs']} runs, threads {result['threads']}, load average "
              f"{result['load_average']}.", "",
+             "Installed: " + ", ".join(f"{k} {v or 'absent'}" for k, v in result["installed"].items()) + ".", "",
              "| what | median s | best s |", "|---|---|---|",
              f"| `{' '.join(Path(c).name for c in result['command'])} predict clip.npy` wall | {p['median']:.2f} | "
              f"{p['min']:.2f} |",

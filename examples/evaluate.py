@@ -42,6 +42,9 @@ def parse_args(argv=None):
                    help="pose estimation: predict every N-th frame of each test recording (1: every frame)")
     p.add_argument("--test_time_flip", action="store_true",
                    help="pose estimation: average each prediction with the mirrored input's, mirrored back")
+    p.add_argument("--test_clips", type=int, default=1,
+                   help="recognition: average the class probabilities of this many clips per sample, the first at "
+                        "the segments' centres, the others a random frame of each segment (pyskl's num_clips=10)")
     p.add_argument("--num_train_samples", type=int, default=2000, help="synthetic data: train size (baselines)")
     p.add_argument("--num_eval_samples", type=int, default=400, help="synthetic data: test size")
     p.add_argument("--seed", type=int, default=0, help="synthetic data seed (the training default is 0)")
@@ -78,7 +81,8 @@ def main(argv=None):
     datasets = load_task_datasets(args, processor, build_synthetic=build_synthetic_datasets)
     results = evaluate_all_tasks(model, processor, datasets, args.tasks, batch_size=args.batch_size,
                                  max_samples=args.max_eval_samples, pose_window=args.pose_window,
-                                 pose_stride=args.pose_eval_stride, test_time_flip=args.test_time_flip)
+                                 pose_stride=args.pose_eval_stride, test_time_flip=args.test_time_flip,
+                                 test_clips=args.test_clips)
     # examples/train.py records "none" when the vocabulary embeddings stayed random (no text encoder).
     vocabulary = vocabulary_record(model.config.text_encoder_name_or_path)
     print(format_results_table(results, vocabulary_init=vocabulary["vocabulary_init"] if vocabulary["random_vocabulary"]

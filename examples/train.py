@@ -67,7 +67,9 @@ DEFAULTS = dict(
     resume_from_checkpoint=None, report_to="none", logging_steps=10, seed=0, mixed_precision="no",
     text_encoder="auto", num_train_samples=2000, num_eval_samples=400, max_eval_samples=None, pose_window=None,
     rotation_degrees=0.0, scale_range=0.0, flip_probability=0.0, random_frame_sampling=False, test_time_flip=False,
-    pose_eval_stride=5, num_frames=None, pose_target_frames=None, layouts=None, dataloader_num_workers=0,
+    test_clips=1,
+    pose_eval_stride=5, num_frames=None, align_view=False, pose_target_frames=None, layouts=None,
+    dataloader_num_workers=0,
     num_threads=None, skip_final_evaluation=False,
     push_to_hub=False, hub_model_id=None, hub_token=None,
 )
@@ -133,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test_time_flip", action="store_true", default=None,
                    help="final evaluation of pose estimation: average each prediction with the mirrored input's, "
                         "mirrored back (VideoPose3D's test-time augmentation)")
+    p.add_argument("--test_clips", type=int,
+                   help="final evaluation of recognition: average the class probabilities of this many clips per "
+                        "sample (the first at the segments' centres, the others a random frame of each segment; "
+                        "pyskl tests with 10)")
     p.add_argument("--pose_eval_stride", type=int,
                    help="final evaluation of pose estimation: predict every N-th frame of each test recording "
                         "(1: every frame, VideoPose3D's protocol; with --pose_target_frames K, K scores every "
@@ -140,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_frames", type=int,
                    help="resample every recognition / early-prediction clip to this many frames (pyskl's uniform "
                         "sampling; lifting windows keep theirs); saved with the processor")
+    p.add_argument("--align_view", action="store_true", default=None,
+                   help="rotate every 3D recognition / early-prediction clip so that its first frame's torso faces "
+                        "the camera upright (pyskl's PreNormalize3D alignment), in training, evaluation and "
+                        "inference; saved with the processor")
     p.add_argument("--layouts", nargs="+",
                    help="skeleton layouts the model knows (default: the processor's); a model of one dataset's "
                         "layout pads joints to it alone (HumanEva-I: 15 joints instead of NTU's 25)")
@@ -187,6 +197,8 @@ def resolve_options(given: argparse.Namespace) -> argparse.Namespace:
     args.dataset = _parse_dataset_specs(args.dataset)
     if not 0.0 <= args.ema_decay < 1.0:
         raise ValueError(f"--ema_decay must be in [0, 1), got {args.ema_decay}")
+    if args.test_clips < 1:
+        raise ValueError(f"--test_clips must be at least 1, got {args.test_clips}")
     if args.pose_target_frames is not None and args.pose_target_frames < 1:
         raise ValueError(f"--pose_target_frames must be positive, got {args.pose_target_frames}")
     if args.max_steps is None and args.num_train_epochs is None:
@@ -296,16 +308,25 @@ class Run:
     ema: object = None  # torch.optim.swa_utils.AveragedModel of `unwrapped` with --ema_decay
 
 
+def load_processor(args) -> UPSProcessor:
+    """The run's processor: `--processor` with the options saved with it (frames, view alignment, pose target
+    frames, layouts) applied."""
+    processor = UPSProcessor.from_pretrained(resolve_processor(args.processor))
+    if args.num_frames:
+        processor.feature_extractor.num_frames = args.num_frames
+    if args.align_view:
+        processor.feature_extractor.align_view = True
+    if args.pose_target_frames is not None:
+        processor.pose_estimation_target_frames = args.pose_target_frames
+    if args.layouts:
+        processor.keep_layouts(args.layouts)
+    return processor
+
+
 def main(argv=None):
     args = parse_args(argv)
     run = start_run(args)
-    run.processor = UPSProcessor.from_pretrained(resolve_processor(args.processor))
-    if args.num_frames:
-        run.processor.feature_extractor.num_frames = args.num_frames
-    if args.pose_target_frames is not None:
-        run.processor.pose_estimation_target_frames = args.pose_target_frames
-    if args.layouts:
-        run.processor.keep_layouts(args.layouts)
+    run.processor = load_processor(args)
     run.datasets = load_task_datasets(args, run.processor, build_synthetic=build_synthetic_datasets)
     model, vocabulary = build_model(args, run.processor, run.accelerator)
     run.accelerator.print(f"UPS model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; tasks "
@@ -515,7 +536,8 @@ def finish(run: Run, vocabulary: dict) -> dict:
                                                       batch_size=args.per_device_eval_batch_size,
                                                       max_samples=args.max_eval_samples, accelerator=accelerator,
                                                       pose_window=args.pose_window, pose_stride=args.pose_eval_stride,
-                                                      test_time_flip=args.test_time_flip)
+                                                      test_time_flip=args.test_time_flip,
+                                                      test_clips=args.test_clips)
     if accelerator.is_main_process:
         (run.output_dir / "results.json").write_text(json.dumps(results, indent=2))
         export_hub_folder(unwrapped, run.processor, final, results=results, training_args=vars(args))

@@ -93,7 +93,12 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
        PreNormalize3D), and divided by one scale, the RMS distance of person 0's valid joints to its per-frame
        root over the clip (so metres, millimetres and pixels give the same model input). Frames that are all
        zeros (absent) and joints with confidence 0 (missing) stay zero.
-    5. **Frames**: with `num_frames` every recognition clip is resampled uniformly to that length (pyskl's
+    5. **View alignment** (`align_view=True`; 3D recognition and early prediction only): all persons are rotated
+       by the rotation that turns person 0's torso, in the first frame that shows both its shoulders and hips,
+       upright and square to the camera (`SkeletonLayout.facing_rotation`; pyskl's PreNormalize3D alignment), so
+       a clip filmed from the side reaches the model as from the front. Lifting input (2D) and its 3D target keep
+       the camera's frame.
+    6. **Frames**: with `num_frames` every recognition clip is resampled uniformly to that length (pyskl's
        UniformSample); pose-estimation input keeps its frames, because the model lifts its frames at their recorded
        rate (a 27-frame window resampled to 32 would repeat 5 frames at uneven places). Clips longer than
        `max_frames` are resampled uniformly to `max_frames` (logged as a warning with the original length; never
@@ -112,6 +117,8 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
         num_frames (`int`, *optional*): resample every recognition / early-prediction clip to exactly this many
             frames (pose-estimation windows keep theirs).
         normalize (`bool`, *optional*, defaults to `True`): centre and scale as described above.
+        align_view (`bool`, *optional*, defaults to `False`): rotate 3D recognition clips to face the camera as
+            described above (cross-view benchmarks: NW-UCLA's test view is a camera no training clip saw).
         coordinates (`str`, *optional*): `"2d"` or `"3d"`, how 3-channel input is read by default.
     """
 
@@ -127,6 +134,7 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
         max_frames: int = 300,
         num_frames: Optional[int] = None,
         normalize: bool = True,
+        align_view: bool = False,
         coordinates: Optional[str] = None,
         **kwargs,
     ):
@@ -151,6 +159,7 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
         self.max_frames = int(max_frames)
         self.num_frames = None if num_frames is None else int(num_frames)
         self.normalize = bool(normalize)
+        self.align_view = bool(align_view)
         if coordinates not in (None, "2d", "3d"):
             raise ValueError(f"coordinates must be '2d', '3d' or None, got {coordinates!r}")
         self.coordinates = coordinates
@@ -352,6 +361,8 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
         layout_info = LAYOUTS[target_layout]
         if self.normalize:
             coords = _normalize(coords, joint_valid, frame_valid, layout_info.root, where)
+        if self.align_view and not is_2d and not task_emits_pose(task_name):
+            coords = _align_view(coords, joint_valid, layout_info)
         coords = np.where(joint_valid[..., None], coords, 0.0)
 
         indices = self._frame_budget(coords.shape[1], where, resample=not task_emits_pose(task_name))
@@ -521,6 +532,16 @@ def _rank_persons(coords, joint_valid, frame_valid, confidence) -> np.ndarray:
         score = (step.sum(-1) * both).sum(-1)
     present = frame_valid.any(axis=1)
     return np.lexsort((-score, ~present))
+
+
+def _align_view(coords, joint_valid, layout) -> np.ndarray:
+    """Every person rotated by person 0's facing rotation in its first frame with a complete torso; unchanged when
+    no frame has one (the rotation is linear, so zeros of absent persons and missing joints stay zero)."""
+    for frame in np.flatnonzero(joint_valid[0].any(axis=1)):
+        rotation = layout.facing_rotation(np.where(joint_valid[0, frame, :, None], coords[0, frame], 0.0))
+        if rotation is not None:
+            return coords @ rotation.T
+    return coords
 
 
 def _normalize(coords, joint_valid, frame_valid, root, where):

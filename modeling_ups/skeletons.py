@@ -25,6 +25,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 
+# Joints every layout names, in the order SkeletonLayout.facing_rotation reads them.
+_TORSO_JOINTS = ("left_shoulder", "right_shoulder", "left_hip", "right_hip")
+
+
 @dataclass(frozen=True)
 class SkeletonLayout:
     """One keypoint layout.
@@ -71,6 +75,34 @@ class SkeletonLayout:
         out = np.array(poses, copy=True)[..., order, :]
         out[..., 0] = -out[..., 0]
         return out
+
+    def facing_rotation(self, pose: np.ndarray) -> Optional[np.ndarray]:
+        """The 3x3 rotation ``R`` that turns the body of a 3D ``pose`` (J, 3) upright and square to the camera:
+        ``pose @ R.T`` has the hips-to-shoulders axis along +y and the left-to-right axis (shoulders and hips)
+        along +x, so a person filmed from any side is seen as from the front (pyskl's PreNormalize3D alignment,
+        built as one orthonormal frame). A Kinect camera frame (y up, x to the sensor's left) already has an
+        upright person facing it in this orientation, so such a pose gets ``R`` close to the identity.
+
+        Returns None when a shoulder or hip is missing (all zeros) or the torso has no height or width."""
+        missing = [name for name in _TORSO_JOINTS if name not in self.joint_names]
+        if missing:
+            raise ValueError(f"layout {self.name!r} names no {missing}: its view cannot be aligned")
+        torso = pose[[self.joint_names.index(name) for name in _TORSO_JOINTS]]
+        if not np.any(torso, axis=-1).all():
+            return None
+        left_shoulder, right_shoulder, left_hip, right_hip = torso.astype(np.float64)
+        up = (left_shoulder + right_shoulder - left_hip - right_hip) / 2
+        across = (right_shoulder - left_shoulder + right_hip - left_hip) / 2
+        height = np.linalg.norm(up)
+        if height == 0:
+            return None
+        up = up / height
+        across = across - across.dot(up) * up  # the part of the width square to the spine
+        width = np.linalg.norm(across)
+        if width <= 1e-6 * height:
+            return None
+        across = across / width
+        return np.stack([across, up, np.cross(across, up)])  # rows: the new x, y, z axes; det = +1
 
     def to_dict(self) -> dict:
         """The part of a layout a model config stores (JSON-serialisable)."""

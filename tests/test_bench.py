@@ -13,6 +13,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
 import benchmarks as B  # noqa: E402
+import latency  # noqa: E402
 import peers as P  # noqa: E402
 import run_all  # noqa: E402
 from harness import PeakRSS, build_model, load_config, load_processor, make_raw_clips, measure  # noqa: E402
@@ -191,3 +192,17 @@ def test_peers_runner_times_ups_alone_without_peers():
     json.dumps(result)
     assert "## Targets (issue 16)" in P.markdown(result)
     assert run_all.measured_figures([P.as_section(result)])["ups_base_over_ctr_gcn"] is None
+
+
+def test_latency_runs_time_what_a_user_runs(tmp_path, monkeypatch):
+    """The latency bench lets Python cache bytecode (as a user's does) and leaves the caching run out of the timing."""
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    env = latency._env(1)
+    assert "PYTHONDONTWRITEBYTECODE" not in env and env["OMP_NUM_THREADS"] == "1"
+    runs_file = tmp_path / "runs.txt"
+    command = [sys.executable, "-c", f"open({str(runs_file)!r}, 'a').write('run\\n')"]
+    times = latency._wall(command, env, runs=2)
+    assert len(times) == 2 and all(t > 0 for t in times)
+    assert runs_file.read_text().count("run") == 3, "one untimed warm-up run, then the timed ones"
+    installed = latency.installed_packages()
+    assert installed["python"] == sys.executable and installed["torch"] == torch.__version__

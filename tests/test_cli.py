@@ -140,9 +140,23 @@ def test_the_command_exits_non_zero_without_a_traceback(checkpoint, files, tmp_p
     assert "Traceback" not in run.stderr
 
 
-def test_console_script_entry_point_is_main():
+def test_console_script_entry_point_is_run():
     setup = (REPO / "setup.py").read_text()
-    assert '"ups=modeling_ups.cli:main"' in setup
+    assert '"ups=modeling_ups.cli:run"' in setup
+
+
+def test_predict_output_survives_the_fast_exit(capsys, checkpoint, files, tmp_path):
+    """`ups predict` leaves with os._exit (no interpreter teardown): every JSON line, flushed from the pipe's buffer,
+    and the exit status get out (a failing command's status 1 and error line: the test above)."""
+    inputs = [str(files["skeleton"])] * 3
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    env.pop("PYTHONUNBUFFERED", None)  # a user's stdout into a pipe is block-buffered
+    done = subprocess.run([sys.executable, "-m", "modeling_ups.cli", "predict", *inputs, "--model", str(checkpoint)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    status, out, _ = run_main(capsys, "predict", *inputs, "--model", checkpoint)
+    assert status == 0 and len(out.splitlines()) == 3
+    assert [json.loads(line) for line in done.stdout.splitlines()] == [json.loads(line) for line in out.splitlines()]
 
 
 # ---------------------------------------------------------------- export-hub

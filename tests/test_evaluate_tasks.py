@@ -138,3 +138,47 @@ def test_several_target_frames_per_window_score_every_frame_once():
     truth = np.concatenate([_pose_targets([rows[r]], [t], layout.name)[0] for r, n in enumerate(frames)
                             for t in range(n)])
     assert result["mpjpe"] == pytest.approx(float(mpjpe(predicted, truth)), rel=1e-5)
+
+
+class _ScriptedClassifier:
+    """A stand-in model whose label scores for each evaluation pass (one per test clip) are given, recording the
+    clips it was shown."""
+
+    def __init__(self, logits_per_pass):
+        from types import SimpleNamespace
+
+        self.logits_per_pass, self.inputs = logits_per_pass, []
+        self.config, self.device = SimpleNamespace(label_token_offset=0), torch.device("cpu")
+
+    def label_scores(self, pose_values, **_):
+        self.inputs.append(pose_values)
+        return torch.as_tensor(self.logits_per_pass[len(self.inputs) - 1])
+
+
+def test_several_test_clips_average_the_class_probabilities():
+    from datasets_scripts.synthetic import build_synthetic_datasets
+    from modeling_ups import UPSProcessor
+    from modeling_ups.training.evaluate_tasks import dataset_label_token_ids, evaluate_classification
+
+    processor = UPSProcessor.from_pretrained(Path(__file__).resolve().parents[1] / "processors" / "synthetic")
+    processor.feature_extractor.num_frames = 8
+    data = build_synthetic_datasets(num_train=4, num_test=4, seed=0)["action_recognition_3d"]
+    labels = np.asarray(data["test"]["label"])
+    token_ids = dataset_label_token_ids(data["test"], processor.tokenizer)
+    n, width = len(labels), int(token_ids.max()) + 1
+    # First clip: a wrong class scores 2 above the true one. Second: the true class 5 above every other. Their
+    # probabilities average to the true class; their first clip alone is wrong everywhere.
+    first, second = np.zeros((n, width), np.float32), np.zeros((n, width), np.float32)
+    wrong = token_ids[(labels + 1) % len(token_ids)]
+    first[np.arange(n), wrong], first[np.arange(n), token_ids[labels]] = 3.0, 1.0
+    second[np.arange(n), token_ids[labels]] = 5.0
+    one = _ScriptedClassifier([first])
+    assert evaluate_classification(one, processor, "action_recognition_3d", data, batch_size=n)["top1"] == 0.0
+    two = _ScriptedClassifier([first, second])
+    assert evaluate_classification(two, processor, "action_recognition_3d", data, batch_size=n,
+                                   num_clips=2)["top1"] == 1.0
+    # The first clip takes each segment's centre (what one clip gives), the second other frames.
+    torch.testing.assert_close(two.inputs[0], one.inputs[0])
+    assert not torch.equal(two.inputs[1], two.inputs[0])
+    with pytest.raises(ValueError, match="num_clips must be at least 1"):
+        evaluate_classification(one, processor, "action_recognition_3d", data, num_clips=0)

@@ -321,7 +321,7 @@ def test_task_names_and_shorthands():
 def test_save_and_load_round_trip(tmp_path):
     extractor = UPSFeatureExtractor(
         default_layout="openpose", max_persons=3, max_frames=64, num_frames=32, coordinates="2d",
-        layout_conversions={"halpe": "coco"},
+        layout_conversions={"halpe": "coco"}, align_view=True,
     )
     extractor.save_pretrained(tmp_path)
     loaded = UPSFeatureExtractor.from_pretrained(tmp_path)
@@ -331,3 +331,64 @@ def test_save_and_load_round_trip(tmp_path):
     from transformers import AutoFeatureExtractor
 
     assert AutoFeatureExtractor.from_pretrained(tmp_path).to_dict() == extractor.to_dict()
+
+
+# ---------------------------------------------------------------- view alignment
+def _random_rotation(seed):
+    q, r = np.linalg.qr(np.random.default_rng(seed).normal(size=(3, 3)))
+    q = q * np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q  # a proper rotation: no mirror
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_facing_rotation_turns_a_body_seen_from_anywhere_to_face_the_camera(name):
+    layout = LAYOUTS[name]
+    joint = {n: i for i, n in enumerate(layout.joint_names)}
+    upright = np.random.default_rng(1).normal(0.0, 0.3, size=(layout.num_joints, 3))
+    # Facing the camera: from the left joints to the right ones along +x, hips to shoulders along +y (the torso
+    # may lean in depth).
+    for side, x in (("left", -1.0), ("right", 1.0)):
+        upright[joint[f"{side}_shoulder"]] = [0.2 * x, 0.5, 0.1]
+        upright[joint[f"{side}_hip"]] = [0.1 * x, 0.0, 0.0]
+    straight = upright.copy()
+    straight[[joint["left_shoulder"], joint["right_shoulder"]], 2] = 0.0
+    np.testing.assert_allclose(layout.facing_rotation(straight), np.eye(3), atol=1e-12)  # already facing: kept
+    rotation = layout.facing_rotation(upright)
+    np.testing.assert_allclose(rotation @ rotation.T, np.eye(3), atol=1e-12)
+    assert np.linalg.det(rotation) == pytest.approx(1.0)  # a rotation, never a mirror
+    # Whatever the camera, the rotated pose is the same; a lean of the torso in depth is part of the pose, kept.
+    for seed in range(3):
+        seen = upright @ _random_rotation(seed).T
+        np.testing.assert_allclose(seen @ layout.facing_rotation(seen).T, upright @ rotation.T, atol=1e-9)
+    missing_hip = upright.copy()
+    missing_hip[joint["left_hip"]] = 0.0
+    assert layout.facing_rotation(missing_hip) is None
+    no_width = upright.copy()  # shoulders and hips on one vertical line: no left-to-right direction
+    no_width[[joint["left_shoulder"], joint["right_shoulder"]]] = [0.0, 0.5, 0.0]
+    no_width[[joint["left_hip"], joint["right_hip"]]] = [0.0, 0.0, 0.0]
+    assert layout.facing_rotation(no_width + 1.0) is None
+
+
+def test_align_view_gives_recognition_the_same_input_from_every_camera():
+    aligned = UPSFeatureExtractor(align_view=True)
+    clip = np.stack([skeleton(seed=3), skeleton(seed=4) * 0.5 + np.array([1.0, 0.0, 0.5])])  # two persons (M, T, J, 3)
+    reference = aligned(clip)["pose_values"]
+    for seed in range(3):
+        moved = clip @ _random_rotation(seed).T + np.array([0.5, -1.0, 3.0])
+        torch.testing.assert_close(aligned(moved)["pose_values"], reference, atol=1e-5, rtol=0)
+        assert not torch.allclose(UPSFeatureExtractor()(moved)["pose_values"], reference, atol=1e-2)
+    # Early prediction too, from the frames it observes; a first frame without a hip defers to the next one.
+    confidence = np.ones(clip.shape[:3] + (1,))
+    confidence[0, 0, LAYOUTS["ntu25"].joint_names.index("left_hip")] = 0.0
+    partial = {name: aligned(np.concatenate([pose, confidence], -1), task="early_action_prediction_3d",
+                             observation_ratio=0.5)["pose_values"]
+               for name, pose in (("camera", clip), ("moved", clip @ _random_rotation(7).T))}
+    torch.testing.assert_close(partial["moved"], partial["camera"], atol=1e-5, rtol=0)
+
+
+def test_align_view_leaves_lifting_and_2d_input_in_the_camera_frame(extractor):
+    aligned = UPSFeatureExtractor(align_view=True)
+    window = skeleton(27, num_joints=17, channels=2)
+    for task in ("pose_estimation_3d", "action_recognition_2d"):
+        assert_same_features(aligned(window, task=task, layout="h36m17"),
+                             extractor(window, task=task, layout="h36m17"))

@@ -416,7 +416,7 @@ def test_config_overrides_change_the_preset_and_are_checked_like_the_config():
         build("no_such_field=1")
 
 
-def test_random_frame_sampling_takes_one_frame_of_each_segment_of_training_recognition_clips():
+def test_random_frame_sampling_and_extra_test_clips_take_one_frame_of_each_segment():
     from datasets_scripts.synthetic import build_synthetic_datasets
     from modeling_ups import UPSProcessor
     from modeling_ups.feature_extraction_ups import uniform_frame_indices
@@ -426,14 +426,14 @@ def test_random_frame_sampling_takes_one_frame_of_each_segment_of_training_recog
     processor.feature_extractor.num_frames = 8
     datasets = build_synthetic_datasets(num_train=6, num_test=2, seed=0)
 
-    def clips(task, train, sampling):
+    def clips(task, train, sampling, test_clip=0):
         split = datasets[task]["train"]
         rows = [split.with_format("numpy")[i] for i in range(6)]
-        collator = TaskCollator(processor, task, split, train=train, seed=0, random_frame_sampling=sampling)
+        collator = TaskCollator(processor, task, split, train=train, seed=0, random_frame_sampling=sampling,
+                                test_clip=test_clip)
         return collator.inputs_and_targets(rows, [(i,) for i in range(6)])[0], rows
 
-    for task in ("action_recognition_3d", "action_recognition_2d"):
-        sampled, rows = clips(task, True, True)
+    def frames_drawn(sampled, rows):
         drawn = []
         for clip, row in zip(sampled, rows):
             source = np.swapaxes(row["poses"], 0, 1)[..., :2]  # (M, T, J, 2): the channels every task keeps
@@ -447,9 +447,16 @@ def test_random_frame_sampling_takes_one_frame_of_each_segment_of_training_recog
             drawn.append(tuple(found))
         assert any(d != tuple(uniform_frame_indices(len(r["poses"]), 8)) for d, r in zip(drawn, rows))
         assert len(set(drawn)) > 1
+        return drawn
+
+    for task in ("action_recognition_3d", "action_recognition_2d"):
+        frames_drawn(*clips(task, True, True))
+        # Evaluation's extra test clips draw the same way, each clip its own frames.
+        first, second = frames_drawn(*clips(task, False, False, 1)), frames_drawn(*clips(task, False, False, 2))
+        assert first != second
         # Evaluation, and training without the option, leave the resampling to the processor (segment centres).
         for train, sampling in ((False, True), (True, False)):
-            plain, _ = clips(task, train, sampling)
+            plain, rows = clips(task, train, sampling)
             assert all(a.shape[1] == len(r["poses"]) for a, r in zip(plain, rows))
     pose_clips, pose_rows = clips("pose_estimation_3d", True, True)
     assert [c.shape[1] for c in pose_clips] == [len(r["poses_2d"]) for r in pose_rows]
@@ -458,17 +465,23 @@ def test_random_frame_sampling_takes_one_frame_of_each_segment_of_training_recog
 def test_layouts_option_builds_a_model_padded_to_the_kept_layouts_only():
     from types import SimpleNamespace
 
-    from modeling_ups import UPSProcessor
-
     train = _train_script()
-    processor = UPSProcessor.from_pretrained(REPO / "processors" / "humaneva")
-    args = train.parse_args(["--text_encoder", "none", "--layouts", "humaneva15"])
-    processor.keep_layouts(args.layouts)
+    args = train.parse_args(["--text_encoder", "none", "--processor", "humaneva", "--layouts", "humaneva15"])
+    processor = train.load_processor(args)
     model = train.build_model(args, processor, SimpleNamespace(print=lambda *a, **k: None))[0]
     assert model.config.layout_names == ["humaneva15"] and model.config.max_joints == 15
     batch = processor(np.random.default_rng(0).normal(size=(27, 15, 2)).astype(np.float32), task="pose_estimation",
                       return_tensors="pt")
     assert model.generate(**batch, max_new_tokens=3 * 15 + 1).shape[1] == 3 * 15 + 2  # start, 45 bins, end
+
+
+def test_processor_options_are_set_on_the_saved_processor(tmp_path):
+    train = _train_script()
+    processor = train.load_processor(train.parse_args(["--processor", "ntu60", "--num_frames", "24", "--align_view"]))
+    processor.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "processor_config.json").read_text())["feature_extractor"]
+    assert saved["num_frames"] == 24 and saved["align_view"] is True
+    assert train.load_processor(train.parse_args(["--processor", "ntu60"])).feature_extractor.align_view is False
 
 
 def test_axis_scaling_stretches_each_axis_of_3d_clips_only_while_training():

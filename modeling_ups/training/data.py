@@ -118,12 +118,15 @@ class TaskCollator:
             (:meth:`SkeletonLayout.mirror`, input and pose target alike); 0 turns it off.
         random_frame_sampling: training only, 3D and 2D recognition with the processor's `num_frames` set: take a
             random frame of each of the `num_frames` equal segments of a clip instead of the segment's centre.
+        test_clip: evaluation of 3D and 2D recognition with the processor's `num_frames` set: 0 takes each
+            segment's centre; clip `c > 0` a random frame of each segment, drawn from (seed, c, sample), so that
+            the scores of several clips of one sample can be averaged (pyskl's test-time `num_clips`).
     """
 
     def __init__(self, processor, task: str, dataset, train: bool, seed: int = 0,
                  pose_window: Optional[int] = None, observation_ratio: Optional[float] = None,
                  rotation_degrees: float = 0.0, flip_probability: float = 0.0, scale_range: float = 0.0,
-                 random_frame_sampling: bool = False):
+                 random_frame_sampling: bool = False, test_clip: int = 0):
         if task not in UPS_TASKS:
             raise ValueError(f"Unknown task {task!r}; choose from {list(UPS_TASKS)}")
         if not 0.0 <= rotation_degrees <= 180.0:
@@ -135,7 +138,7 @@ class TaskCollator:
         self.processor, self.task, self.dataset, self.train = processor, task, dataset, train
         self.seed, self.pose_window, self.observation_ratio = seed, pose_window, observation_ratio
         self.rotation_degrees, self.scale_range, self.flip_probability = rotation_degrees, scale_range, flip_probability
-        self.random_frame_sampling = random_frame_sampling
+        self.random_frame_sampling, self.test_clip = random_frame_sampling, int(test_clip)
 
     def _view_transform(self, key) -> Optional[np.ndarray]:
         """The 3x3 map a 3D training clip goes through (random rotation, then per-axis scale), or None when both
@@ -151,12 +154,14 @@ class TaskCollator:
         return transform
 
     def _sampled_frames(self, key, num_frames: int) -> Optional[np.ndarray]:
-        """Frames a training recognition clip is resampled to at random (see `random_frame_sampling`), or None
-        when the processor resamples it to its segments' centres."""
+        """Frames a recognition clip is resampled to at random (see `random_frame_sampling` and `test_clip`), or
+        None when the processor resamples it to its segments' centres."""
         wanted = self.processor.feature_extractor.num_frames
-        if not (self.train and self.random_frame_sampling and self.task in RECOGNITION_TASKS and wanted):
+        sampled = self.random_frame_sampling if self.train else self.test_clip > 0
+        if not (sampled and self.task in RECOGNITION_TASKS and wanted):
             return None
-        offsets = self._rng((*key, _FRAME_STREAM)).random(wanted)
+        stream = (_FRAME_STREAM,) if self.train else (_FRAME_STREAM, self.test_clip)
+        offsets = self._rng((*key, *stream)).random(wanted)
         return uniform_frame_indices(num_frames, wanted, offsets)
 
     def _flips(self, key) -> bool:

@@ -2,7 +2,9 @@
 ``examples/evaluate.py``.
 
 - Action recognition (3D, 2D): top-1 / top-5 over the dataset's classes, from the model's scores of the label
-  tokens at the first decoding step (the step ``generate()`` takes its label from).
+  tokens at the first decoding step (the step ``generate()`` takes its label from); with ``num_clips`` > 1, the
+  class probabilities averaged over that many clips of each sample (the first at the segments' centres, the others
+  a random frame of each segment: pyskl's test-time ``num_clips``).
 - Pose estimation: ``generate()`` -> bins -> millimetres; MPJPE and P-MPJPE (overall and per action) against the
   un-quantised root-relative ground truth, on the frames ``stride`` apart of every test recording (``stride=1``:
   every frame, VideoPose3D's protocol); ``test_time_flip`` averages each prediction with that of the mirrored input,
@@ -44,24 +46,28 @@ def dataset_label_token_ids(dataset, tokenizer) -> np.ndarray:
 
 
 def evaluate_classification(model, processor, task: str, data, batch_size: int = 64,
-                            max_samples: Optional[int] = None, observation_ratios=None) -> Dict:
+                            max_samples: Optional[int] = None, observation_ratios=None, num_clips: int = 1) -> Dict:
+    if num_clips < 1:
+        raise ValueError(f"num_clips must be at least 1, got {num_clips}")
     test = _limit(data["test"], max_samples)
-    token_ids = dataset_label_token_ids(test, processor.tokenizer)
+    token_ids = torch.as_tensor(dataset_label_token_ids(test, processor.tokenizer) - model.config.label_token_offset)
     labels = np.asarray(test["label"])
     ratios = observation_ratios if observation_ratios is not None else [None]
+    rows = test.with_format("numpy")
     accuracies = {}
     for ratio in ratios:
-        collate = TaskCollator(processor, task, test, train=False, observation_ratio=ratio)
-        scores = []
-        rows = test.with_format("numpy")
-        for start in range(0, len(test), batch_size):
-            chunk = [rows[i] for i in range(start, min(start + batch_size, len(test)))]
-            batch = collate([((0, start + i), row) for i, row in enumerate(chunk)])
-            inputs = _to_device(batch, model.device)
-            inputs.pop("labels", None)
-            label_scores = model.label_scores(**inputs)
-            scores.append(label_scores[:, torch.as_tensor(token_ids - model.config.label_token_offset)].cpu().numpy())
-        accuracies[ratio] = topk_accuracy(np.concatenate(scores), labels, k=(1, 5))
+        probabilities = 0.0
+        for clip in range(num_clips):
+            collate = TaskCollator(processor, task, test, train=False, observation_ratio=ratio, test_clip=clip)
+            scores = []
+            for start in range(0, len(test), batch_size):
+                chunk = [rows[i] for i in range(start, min(start + batch_size, len(test)))]
+                batch = collate([((0, start + i), row) for i, row in enumerate(chunk)])
+                inputs = _to_device(batch, model.device)
+                inputs.pop("labels", None)
+                scores.append(model.label_scores(**inputs)[:, token_ids].float().softmax(-1).cpu().numpy())
+            probabilities = probabilities + np.concatenate(scores)
+        accuracies[ratio] = topk_accuracy(probabilities / num_clips, labels, k=(1, 5))
     train_labels = np.asarray(data["train"]["label"])
     majority = np.bincount(train_labels[train_labels >= 0]).argmax()
     result = {"num_samples": int(len(test)), "majority_baseline_top1": float(np.mean(labels == majority))}
@@ -148,9 +154,10 @@ def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_s
 
 def evaluate_all_tasks(model, processor, datasets: Dict, tasks: List[str], batch_size: int = 64,
                        max_samples: Optional[int] = None, accelerator=None, pose_window: Optional[int] = None,
-                       pose_stride: int = 5, test_time_flip: bool = False) -> Dict:
+                       pose_stride: int = 5, test_time_flip: bool = False, test_clips: int = 1) -> Dict:
     """Evaluate every task on its test split (main process only; other processes return None). ``pose_stride`` and
-    ``test_time_flip``: see :func:`evaluate_pose_estimation`."""
+    ``test_time_flip``: see :func:`evaluate_pose_estimation`; ``test_clips``: clips averaged per recognition sample
+    (``num_clips`` of :func:`evaluate_classification`; early prediction keeps one)."""
     if accelerator is not None and not accelerator.is_main_process:
         return None
     was_training = model.training
@@ -165,7 +172,8 @@ def evaluate_all_tasks(model, processor, datasets: Dict, tasks: List[str], batch
             results[task] = evaluate_classification(model, processor, task, datasets[task], batch_size, max_samples,
                                                     observation_ratios=OBSERVATION_RATIOS)
         else:
-            results[task] = evaluate_classification(model, processor, task, datasets[task], batch_size, max_samples)
+            results[task] = evaluate_classification(model, processor, task, datasets[task], batch_size, max_samples,
+                                                    num_clips=test_clips)
     model.train(was_training)
     return results
 
