@@ -190,8 +190,12 @@ def measure(config="ups-tiny", processor="ntu60", runs=5, threads=0, log=print) 
             "ups_help_s": {"median": statistics.median(help_only), "min": min(help_only)},
             "python_startup_s": {"median": statistics.median(interpreter), "min": min(interpreter)},
             "first_call_breakdown_s": breakdown, "import_profile": profile, "target_s": TARGET_S,
-            "installed": installed_packages(), "load_average": [round(x, 2) for x in os.getloadavg()], "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "code": _code_version()}
+            "installed": installed_packages(), "load_average": [round(x, 2) for x in os.getloadavg()],
+            "time": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "code": _code_version()}
+
+
+def _installed(result: dict) -> str:
+    return ", ".join(f"{name} {version or 'absent'}" for name, version in result["installed"].items())
 
 
 def table_lines(result: dict) -> list:
@@ -199,7 +203,7 @@ def table_lines(result: dict) -> list:
     total = sum(b.values())
     lines = [f"ups predict, one 100-frame clip, {result['config']} ({result['checkpoint_mb']:.1f} MB checkpoint), "
              f"{result['runs']} runs, threads {result['threads']}, load {result['load_average']}",
-             "  installed: " + ", ".join(f"{k} {v or 'absent'}" for k, v in result["installed"].items()),
+             f"  installed: {_installed(result)}",
              f"  ups predict wall:       median {p['median']:.2f} s, best {p['min']:.2f} s "
              f"(target < {result['target_s']} s: {'met' if p['median'] < result['target_s'] else 'missed'})",
              f"  same, OMP_NUM_THREADS=1: median {result['ups_predict_one_thread_s']['median']:.2f} s, best "
@@ -228,7 +232,7 @@ def markdown(result: dict) -> str:
              f"checkpoint ({result['checkpoint_mb']:.1f} MB), one 100-frame NTU-25 3D `.npy` clip, fresh "
              f"interpreters, {result['runs']} runs, threads {result['threads']}, load average "
              f"{result['load_average']}.", "",
-             "Installed: " + ", ".join(f"{k} {v or 'absent'}" for k, v in result["installed"].items()) + ".", "",
+             f"Installed: {_installed(result)}.", "",
              "| what | median s | best s |", "|---|---|---|",
              f"| `{' '.join(Path(c).name for c in result['command'])} predict clip.npy` wall | {p['median']:.2f} | "
              f"{p['min']:.2f} |",

@@ -36,7 +36,7 @@ def run() -> None:
     """The ``ups`` console script (and ``python -m modeling_ups.cli``): :func:`main` on ``sys.argv``, then exit.
 
     After ``predict`` the process leaves without tearing the interpreter down: unloading the modules torch and
-    transformers brought in takes about 0.9 s on a 2-core CPU, a quarter of a one-clip ``ups predict``
+    transformers brought in takes 0.6-0.9 s on a 2-core CPU, a fifth to a quarter of a one-clip ``ups predict``
     (bench/results/latency.md). ``predict`` only prints, so once the output and the logs are flushed nothing is left
     to close. The other commands write files and exit the normal way."""
     argv = sys.argv[1:]
