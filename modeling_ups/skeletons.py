@@ -20,6 +20,7 @@ Joint orders follow the files users hold:
 """
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -76,6 +77,14 @@ class SkeletonLayout:
         out[..., 0] = -out[..., 0]
         return out
 
+    @cached_property
+    def _torso_indices(self) -> List[int]:
+        """Indices of `_TORSO_JOINTS`, looked up once per layout (the loader aligns every clip with them)."""
+        missing = [name for name in _TORSO_JOINTS if name not in self.joint_names]
+        if missing:
+            raise ValueError(f"layout {self.name!r} names no {missing}: its view cannot be aligned")
+        return [self.joint_names.index(name) for name in _TORSO_JOINTS]
+
     def facing_rotation(self, pose: np.ndarray) -> Optional[np.ndarray]:
         """The 3x3 rotation ``R`` that turns the body of a 3D ``pose`` (J, 3) upright and square to the camera:
         ``pose @ R.T`` has the hips-to-shoulders axis along +y and the left-to-right axis (shoulders and hips)
@@ -84,10 +93,7 @@ class SkeletonLayout:
         upright person facing it in this orientation, so such a pose gets ``R`` close to the identity.
 
         Returns None when a shoulder or hip is missing (all zeros) or the torso has no height or width."""
-        missing = [name for name in _TORSO_JOINTS if name not in self.joint_names]
-        if missing:
-            raise ValueError(f"layout {self.name!r} names no {missing}: its view cannot be aligned")
-        torso = pose[[self.joint_names.index(name) for name in _TORSO_JOINTS]]
+        torso = pose[self._torso_indices]
         if not np.any(torso, axis=-1).all():
             return None
         left_shoulder, right_shoulder, left_hip, right_hip = torso.astype(np.float64)
