@@ -28,7 +28,8 @@ best is kept; repeats are interleaved round by round so that the machine's load 
   243-frame windows and ``ups-tiny`` with 27-frame windows (the pipeline's default ``window_batch_size``), each
   predicting the centre frame of a window per frame, and K frames per window for a window per K frames
   (``pose_estimation_target_frames``: 27 for ups-base, 5 for ups-tiny as in the HumanEva-I recipe's measured
-  run). Rate: output frames/s.
+  run), each with the paper's autoregressive decoder (one decoder call per coordinate token) and with a decoder
+  that does not read its outputs (``parallel_decoding``: one call per window batch). Rate: output frames/s.
 
 Dense fp32 matmul GFLOP/s is measured at the start and at the end, the load average with every row, and the
 threads, allocator settings and niceness once; ratios are UPS's rate over each peer's (> 1: UPS is faster).
@@ -70,10 +71,18 @@ TARGETS = (
     ("lifting", "ups_tiny_k5", "videopose3d_243_windows", 1.0, None,
      "whole-video lifting, ups-tiny with 27-frame windows of 5 frames each (the HumanEva-I recipe with "
      "--pose_target_frames 5; docs/results.md gives its accuracy) / VideoPose3D-243 window by window"),
+    ("lifting", "ups_base_parallel", "videopose3d_243_windows", 1.0, None,
+     "whole-video lifting, ups-base decoding each frame in one call (parallel_decoding) / VideoPose3D-243 window by "
+     "window"),
+    ("lifting", "ups_tiny_parallel", "videopose3d_243_windows", 1.0, None,
+     "whole-video lifting, ups-tiny with 27-frame windows decoded in one call (the HumanEva-I recipe with "
+     "parallel_decoding; docs/results.md gives its accuracy) / VideoPose3D-243 window by window"),
 )
-# UPS lifting rows: (key, preset, window, pose target frames per window).
-UPS_LIFTERS = (("ups_base", "ups-base", 243, 1), ("ups_base_k27", "ups-base", 243, 27),
-               ("ups_tiny", "ups-tiny", 27, 1), ("ups_tiny_k5", "ups-tiny", 27, 5))
+# UPS lifting rows: (key, preset, window, pose target frames per window, parallel decoding).
+UPS_LIFTERS = (("ups_base", "ups-base", 243, 1, False), ("ups_base_k27", "ups-base", 243, 27, False),
+               ("ups_base_parallel", "ups-base", 243, 1, True), ("ups_base_k27_parallel", "ups-base", 243, 27, True),
+               ("ups_tiny", "ups-tiny", 27, 1, False), ("ups_tiny_k5", "ups-tiny", 27, 5, False),
+               ("ups_tiny_parallel", "ups-tiny", 27, 1, True))
 PEER_REPOS = {"pyskl": PM.PYSKL_DIR, "videopose3d": PM.VIDEOPOSE3D_DIR}
 IMAGE_SIZE = 1000  # pixels: the H36M-17 clip's image, for VideoPose3D's screen normalisation
 
@@ -197,9 +206,9 @@ def lifting_contenders(plan, peers: dict, overrides: Optional[dict] = None) -> L
     from modeling_ups.pipeline_ups import PoseSequenceModelingPipeline
 
     base = load_processor("h36m")
-    for key, name, window, target_frames in plan["lifters"]:
+    for key, name, window, target_frames, parallel in plan["lifters"]:
         processor = UPSProcessor(base.feature_extractor, base.tokenizer, pose_estimation_target_frames=target_frames)
-        model = ups_model(name, processor, **(overrides or {}))
+        model = ups_model(name, processor, **{"parallel_decoding": parallel, **(overrides or {})})
         params = sum(q.numel() for q in model.parameters()) / 1e6
         pipe = pipeline("pose-sequence-modeling", model=model, processor=processor,
                         pipeline_class=PoseSequenceModelingPipeline)
@@ -213,11 +222,12 @@ def lifting_contenders(plan, peers: dict, overrides: Optional[dict] = None) -> L
         # Whole windows of K frames, so that the count is not inflated by frames decoded past the clip's end.
         short = clip[: -(-plan["flop_frames"] // target_frames) * target_frames]
         flops = _per(planned_flops(lambda: lift(short), plan), len(short))
-        each = f", {target_frames} frames each" if target_frames > 1 else ""
+        each = (f", {target_frames} frames each" if target_frames > 1 else "") + (
+            ", decoded in one call (parallel_decoding)" if parallel else "")
         out.append(Contender(key, "UPS", "lifting",
                              f"UPS {name} pipeline(frames='all'), {window}-frame windows{each}, {params:.1f} M params",
                              lambda lift=lift: lift(clip), frames, "frames/s",
-                             plan["slow_repeats"] if key == "ups_base" else plan["repeats"],
+                             plan["slow_repeats"] if (name, target_frames) == ("ups-base", 1) else plan["repeats"],
                              warm=lambda lift=lift: lift(clip[:64]), gflop_per_item=flops))
     return out
 

@@ -68,7 +68,7 @@ DEFAULTS = dict(
     text_encoder="auto", num_train_samples=2000, num_eval_samples=400, max_eval_samples=None, pose_window=None,
     rotation_degrees=0.0, scale_range=0.0, flip_probability=0.0, random_frame_sampling=False, test_time_flip=False,
     test_clips=1,
-    pose_eval_stride=5, num_frames=None, align_view=False, pose_target_frames=None, layouts=None,
+    pose_eval_stride=5, num_frames=None, align_view=False, box_normalize=False, pose_target_frames=None, layouts=None,
     dataloader_num_workers=0,
     num_threads=None, skip_final_evaluation=False,
     push_to_hub=False, hub_model_id=None, hub_token=None,
@@ -150,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rotate every 3D recognition / early-prediction clip so that its first frame's torso faces "
                         "the camera upright (pyskl's PreNormalize3D alignment), in training, evaluation and "
                         "inference; saved with the processor")
+    p.add_argument("--box_normalize", action="store_true", default=None,
+                   help="stretch each axis of every 3D recognition / early-prediction clip so that the person's joints "
+                        "span [-1, 1] (CTR-GCN's NW-UCLA feeder), after any view alignment; saved with the processor")
     p.add_argument("--layouts", nargs="+",
                    help="skeleton layouts the model knows (default: the processor's); a model of one dataset's "
                         "layout pads joints to it alone (HumanEva-I: 15 joints instead of NTU's 25)")
@@ -309,13 +312,15 @@ class Run:
 
 
 def load_processor(args) -> UPSProcessor:
-    """The run's processor: `--processor` with the options saved with it (frames, view alignment, pose target
-    frames, layouts) applied."""
+    """The run's processor: `--processor` with the options saved with it (frames, view alignment, box
+    normalisation, pose target frames, layouts) applied."""
     processor = UPSProcessor.from_pretrained(resolve_processor(args.processor))
     if args.num_frames:
         processor.feature_extractor.num_frames = args.num_frames
     if args.align_view:
         processor.feature_extractor.align_view = True
+    if args.box_normalize:
+        processor.feature_extractor.box_normalize = True
     if args.pose_target_frames is not None:
         processor.pose_estimation_target_frames = args.pose_target_frames
     if args.layouts:

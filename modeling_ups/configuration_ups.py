@@ -239,6 +239,12 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
             probability. Teacher forcing lets a pose decoder predict a coordinate from the ground-truth coordinates
             before it and ignore the input; hiding some of them makes it read the encoder, which is all it has at
             the first generated token (docs/design.md).
+        parallel_decoding (`bool`, *optional*, defaults to `False`):
+            The decoder never reads the tokens it emits: in training and in generation every decoder input after
+            the start token is `<unk>`, so each output token is predicted from the encoder, the task and its
+            position alone, and greedy `generate()` computes a whole output in one decoder call instead of one per
+            token (`3 * J` calls per lifted frame). Trades the autoregressive dependence between coordinates for
+            lifting speed (docs/design.md); `False` is the paper's autoregressive decoder.
         tie_word_embeddings (`bool`, *optional*, defaults to `True`):
             Tie the output projection to the vocabulary embedding table.
     """
@@ -289,6 +295,7 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
     bin_smoothing_sigma: float = 0.0
     label_smoothing: float = 0.0
     decoder_token_dropout: float = 0.0
+    parallel_decoding: bool = False
     use_cache: bool = True
     is_encoder_decoder: bool = True
     tie_word_embeddings: bool = True

@@ -98,7 +98,11 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
        upright and square to the camera (`SkeletonLayout.facing_rotation`; pyskl's PreNormalize3D alignment), so
        a clip filmed from the side reaches the model as from the front. Lifting input (2D) and its 3D target keep
        the camera's frame.
-    6. **Frames**: with `num_frames` every recognition clip is resampled uniformly to that length (pyskl's
+    6. **Box normalisation** (`box_normalize=True`; 3D recognition and early prediction only): each axis is then
+       shifted and scaled so that person 0's joints over the clip span [-1, 1] (CTR-GCN's NW-UCLA feeder), so the
+       model sees a clip's shape and motion, not its extent along each axis of a camera; an axis along which the
+       joints do not spread is only centred.
+    7. **Frames**: with `num_frames` every recognition clip is resampled uniformly to that length (pyskl's
        UniformSample); pose-estimation input keeps its frames, because the model lifts its frames at their recorded
        rate (a 27-frame window resampled to 32 would repeat 5 frames at uneven places). Clips longer than
        `max_frames` are resampled uniformly to `max_frames` (logged as a warning with the original length; never
@@ -119,6 +123,8 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
         normalize (`bool`, *optional*, defaults to `True`): centre and scale as described above.
         align_view (`bool`, *optional*, defaults to `False`): rotate 3D recognition clips to face the camera as
             described above (cross-view benchmarks: NW-UCLA's test view is a camera no training clip saw).
+        box_normalize (`bool`, *optional*, defaults to `False`): stretch each axis of 3D recognition clips to
+            [-1, 1] as described above.
         coordinates (`str`, *optional*): `"2d"` or `"3d"`, how 3-channel input is read by default.
     """
 
@@ -135,6 +141,7 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
         num_frames: Optional[int] = None,
         normalize: bool = True,
         align_view: bool = False,
+        box_normalize: bool = False,
         coordinates: Optional[str] = None,
         **kwargs,
     ):
@@ -160,6 +167,7 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
         self.num_frames = None if num_frames is None else int(num_frames)
         self.normalize = bool(normalize)
         self.align_view = bool(align_view)
+        self.box_normalize = bool(box_normalize)
         if coordinates not in (None, "2d", "3d"):
             raise ValueError(f"coordinates must be '2d', '3d' or None, got {coordinates!r}")
         self.coordinates = coordinates
@@ -361,8 +369,12 @@ class UPSFeatureExtractor(FeatureExtractionMixin):
         layout_info = LAYOUTS[target_layout]
         if self.normalize:
             coords = _normalize(coords, joint_valid, frame_valid, layout_info.root, where)
-        if self.align_view and not is_2d and not task_emits_pose(task_name):
+        # View options act on 3D clips that end in a label; lifting input is 2D and its target stays in its frame.
+        labels_a_3d_clip = not is_2d and not task_emits_pose(task_name)
+        if self.align_view and labels_a_3d_clip:
             coords = _align_view(coords, joint_valid, layout_info)
+        if self.box_normalize and labels_a_3d_clip:
+            coords = _box_normalize(coords, joint_valid)
         coords = np.where(joint_valid[..., None], coords, 0.0)
 
         indices = self._frame_budget(coords.shape[1], where, resample=not task_emits_pose(task_name))
@@ -542,6 +554,18 @@ def _align_view(coords, joint_valid, layout) -> np.ndarray:
         if rotation is not None:
             return coords @ rotation.T
     return coords
+
+
+def _box_normalize(coords, joint_valid) -> np.ndarray:
+    """Every person shifted and scaled per axis by the map that takes person 0's valid joints over the clip onto
+    [-1, 1]; an axis they do not spread along (below MIN_SCALE of the largest spread) is only centred."""
+    seen = coords[0][joint_valid[0]]
+    if not seen.size:
+        return coords
+    low, high = seen.min(axis=0), seen.max(axis=0)
+    half_range = (high - low) / 2.0
+    flat = half_range <= MIN_SCALE * half_range.max()
+    return (coords - (low + high) / 2.0) / np.where(flat, 1.0, half_range)
 
 
 def _normalize(coords, joint_valid, frame_valid, root, where):

@@ -4,7 +4,8 @@ label distribution the pipeline and the evaluation read).
 Every task's output has a fixed form (one label and its end-of-task token, or ``3 * J * K`` coordinate bins and
 EOT_PE), so generation is constrained step by step to that form; the end-of-task token is forced, so greedy decoding
 needs one decoder call per chosen token and a batch of label tasks a single one. The ``K`` frames of a pose row are
-independent decoder blocks, decoded side by side: ``3 * J`` calls.
+independent decoder blocks, decoded side by side: ``3 * J`` calls. A decoder that does not read its own outputs
+(`config.parallel_decoding`) decodes any batch in one call.
 """
 
 import torch
@@ -189,8 +190,8 @@ class UPSGenerationMixin(GenerationMixin):
         Greedy decoding (one beam, no sampling, no per-step outputs requested, the cache on) runs the model's own
         loop: one decoder call per chosen token, the forced end-of-task token appended without a model call (so a
         label batch takes one decoder call); a batch of pose rows with ``K > 1`` target frames of one joint count
-        decodes the ``K`` frame blocks side by side (``3 * J`` calls). It returns exactly the tokens transformers'
-        greedy search would.
+        decodes the ``K`` frame blocks side by side (``3 * J`` calls); with `config.parallel_decoding` any batch
+        takes one call. It returns exactly the tokens transformers' greedy search would.
 
         Args:
             pose_values, task_ids, layout_ids, attention_mask, person_mask:
@@ -268,16 +269,22 @@ class UPSGenerationMixin(GenerationMixin):
 
     @torch.no_grad()
     def _generate_greedy(self, encoder_outputs, constraint: UPSTaskConstrainedLogitsProcessor, kwargs):
-        """generate()'s greedy tokens without its per-step machinery: every step's token is the argmax over the
-        tokens the row may emit, the decoder cache carries over from step to step, and a step at which every
-        unfinished row's token is forced (its end-of-task token) runs no model at all, so a batch of label tasks
-        takes one decoder call."""
+        """generate()'s greedy tokens without its per-step machinery (see `_greedy_tokens`)."""
+        tokens = self._greedy_tokens(encoder_outputs, constraint)
+        if kwargs.get("return_dict_in_generate", self.generation_config.return_dict_in_generate):
+            return GenerateEncoderDecoderOutput(sequences=tokens)
+        return tokens
+
+    def _greedy_tokens(self, encoder_outputs, constraint: UPSTaskConstrainedLogitsProcessor) -> torch.Tensor:
+        """Every step's token is the argmax over the tokens the row may emit, the decoder cache carries over from
+        step to step, and a step at which every unfinished row's token is forced (its end-of-task token) runs no
+        model at all, so a batch of label tasks takes one decoder call. A decoder that does not read its outputs
+        (`config.parallel_decoding`) takes one call for every row."""
+        if self.config.parallel_decoding:
+            return self._generate_in_one_call(encoder_outputs, constraint)
         frames = self.config.pose_estimation_target_frames
         if frames > 1 and bool(constraint.is_pose.all()) and bool((constraint.length == constraint.length[0]).all()):
-            tokens = self._generate_frame_blocks(encoder_outputs, constraint, frames)
-            if kwargs.get("return_dict_in_generate", self.generation_config.return_dict_in_generate):
-                return GenerateEncoderDecoderOutput(sequences=tokens)
-            return tokens
+            return self._generate_frame_blocks(encoder_outputs, constraint, frames)
         memory = encoder_outputs.last_hidden_state
         rows, device = memory.shape[0], memory.device
         eot, length = constraint.eot.to(device), constraint.length.to(device)
@@ -296,9 +303,28 @@ class UPSGenerationMixin(GenerationMixin):
                 chosen = eot
             chosen = torch.where(step > length, self.config.pad_token_id, chosen)
             tokens = torch.cat([tokens, chosen[:, None]], dim=1)
-        if kwargs.get("return_dict_in_generate", self.generation_config.return_dict_in_generate):
-            return GenerateEncoderDecoderOutput(sequences=tokens)
         return tokens
+
+    def _generate_in_one_call(self, encoder_outputs, constraint: UPSTaskConstrainedLogitsProcessor) -> torch.Tensor:
+        """Greedy tokens of a decoder that does not read its outputs (`config.parallel_decoding`): its inputs are
+        known before anything is chosen (the start token, then `<unk>`), so one teacher-forced-shaped call over the
+        longest row's length gives every step's logits; each row takes its constrained argmax, then its EOT, then
+        `<pad>`."""
+        memory = encoder_outputs.last_hidden_state
+        rows, device = memory.shape[0], memory.device
+        eot, length = constraint.eot.to(device), constraint.length.to(device)
+        longest = int(constraint.length.max())
+        inputs = torch.full((rows, longest), self.config.unk_token_id, dtype=torch.long, device=device)
+        inputs[:, 0] = self.config.decoder_start_token_id
+        logits = self(encoder_outputs=encoder_outputs, decoder_input_ids=inputs, use_cache=False,
+                      return_dict=True).logits
+        chosen = [constraint.constrain(step, logits[:, step].float()).argmax(-1) for step in range(longest)]
+        steps = torch.arange(longest + 1, device=device)
+        body = torch.stack(chosen + [eot], dim=1)
+        body = torch.where(steps == length[:, None], eot[:, None], body)
+        body = torch.where(steps > length[:, None], self.config.pad_token_id, body)
+        start = torch.full((rows, 1), self.config.decoder_start_token_id, dtype=torch.long, device=device)
+        return torch.cat([start, body], dim=1)
 
     def _generate_frame_blocks(self, encoder_outputs, constraint: UPSTaskConstrainedLogitsProcessor, frames: int):
         """Greedy tokens of pose rows with ``frames`` target frames of the same joint count: the frames' decoder

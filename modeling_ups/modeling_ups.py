@@ -726,7 +726,10 @@ class UPSDecoder(nn.Module):
         if blocks is not None:
             position_embeddings = position_embeddings + self.embed_target_frames(blocks.of(positions))
         token_dropout = self.config.decoder_token_dropout
-        if self.training and token_dropout > 0:
+        if self.config.parallel_decoding:
+            # Every position reads only the start token of its sequence or frame block: no output feeds back.
+            input_ids = input_ids.masked_fill(input_ids != self.config.decoder_start_token_id, self.config.unk_token_id)
+        elif self.training and token_dropout > 0:
             # Hide teacher-forced tokens (never a start token) so that predictions lean on the encoder.
             hidden = torch.rand(input_ids.shape, device=input_ids.device) < token_dropout
             hidden &= input_ids != self.config.decoder_start_token_id

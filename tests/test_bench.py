@@ -178,11 +178,15 @@ def test_peers_are_skipped_without_their_folder(tmp_path):
 
 def test_peers_runner_times_ups_alone_without_peers():
     plan = {"recognition": {"batch": 2, "persons": 2, "frames": 8}, "lifting": {"frames": 3}, "repeats": 1,
-            "slow_repeats": 1, "lifters": [("ups_base", "ups-base", 9, 1), ("ups_tiny_k5", "ups-tiny", 5, 5)],
+            "slow_repeats": 1,
+            "lifters": [("ups_base", "ups-base", 9, 1, False), ("ups_tiny_k5", "ups-tiny", 5, 5, False),
+                        ("ups_tiny_parallel", "ups-tiny", 5, 1, True)],
             "flop_frames": 2, "count_flops": False, "matmul_size": 128}
     result = P.measure_side_by_side(None, plan=plan, overrides=TINY, log=lambda line: None)
     assert [(r["side"], r["protocol"], r["key"]) for r in result["rows"]] == [
-        ("UPS", "recognition", "ups_base"), ("UPS", "lifting", "ups_base"), ("UPS", "lifting", "ups_tiny_k5")]
+        ("UPS", "recognition", "ups_base"), ("UPS", "lifting", "ups_base"), ("UPS", "lifting", "ups_tiny_k5"),
+        ("UPS", "lifting", "ups_tiny_parallel")]
+    assert "decoded in one call" in result["rows"][-1]["case"] and "decoded" not in result["rows"][-2]["case"]
     assert result["ratios"] == [] and all(t["met"] is None for t in result["targets"])
     assert any("peer rows skipped" in n for n in result["notes"])
     for row in result["rows"]:

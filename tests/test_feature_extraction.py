@@ -321,7 +321,7 @@ def test_task_names_and_shorthands():
 def test_save_and_load_round_trip(tmp_path):
     extractor = UPSFeatureExtractor(
         default_layout="openpose", max_persons=3, max_frames=64, num_frames=32, coordinates="2d",
-        layout_conversions={"halpe": "coco"}, align_view=True,
+        layout_conversions={"halpe": "coco"}, align_view=True, box_normalize=True,
     )
     extractor.save_pretrained(tmp_path)
     loaded = UPSFeatureExtractor.from_pretrained(tmp_path)
@@ -386,9 +386,37 @@ def test_align_view_gives_recognition_the_same_input_from_every_camera():
     torch.testing.assert_close(partial["moved"], partial["camera"], atol=1e-5, rtol=0)
 
 
-def test_align_view_leaves_lifting_and_2d_input_in_the_camera_frame(extractor):
-    aligned = UPSFeatureExtractor(align_view=True)
+@pytest.mark.parametrize("option", ["align_view", "box_normalize"])
+def test_view_options_leave_lifting_and_2d_input_in_the_camera_frame(extractor, option):
+    changed = UPSFeatureExtractor(**{option: True})
     window = skeleton(27, num_joints=17, channels=2)
     for task in ("pose_estimation_3d", "action_recognition_2d"):
-        assert_same_features(aligned(window, task=task, layout="h36m17"),
+        assert_same_features(changed(window, task=task, layout="h36m17"),
                              extractor(window, task=task, layout="h36m17"))
+
+
+# ---------------------------------------------------------------- box normalisation
+def test_box_normalize_stretches_each_axis_of_a_3d_clip_to_the_unit_box():
+    boxed = UPSFeatureExtractor(box_normalize=True)
+    clip = np.stack([skeleton(seed=3), skeleton(seed=4) * 0.5 + np.array([1.0, 0.0, 0.5])])  # two persons (M, T, J, 3)
+    confidence = np.ones(clip.shape[:3] + (1,))
+    confidence[0, 2, 5] = 0.0  # a missing joint of person 0
+    out = boxed(np.concatenate([clip, confidence], -1))["pose_values"][0]
+    person = out[0].reshape(-1, 3)
+    torch.testing.assert_close(person.amin(0), -torch.ones(3), atol=1e-6, rtol=0)
+    torch.testing.assert_close(person.amax(0), torch.ones(3), atol=1e-6, rtol=0)
+    assert torch.all(out[0, 2, 5] == 0)  # still missing
+    assert not torch.allclose(out[1], torch.zeros_like(out[1]))  # person 1 goes through the same map
+    # Stretching or moving the camera's axes does not change the model input (the RMS normalisation alone does not
+    # undo a stretch of one axis).
+    stretch, shift = np.array([0.5, 2.0, 1.3]), np.array([0.5, -1.0, 3.0])
+    moved = np.concatenate([clip * stretch + shift, confidence], -1)
+    torch.testing.assert_close(boxed(moved)["pose_values"][0], out, atol=1e-5, rtol=0)
+    plain = UPSFeatureExtractor()
+    assert not torch.allclose(plain(moved)["pose_values"][0], plain(np.concatenate([clip, confidence], -1))[
+        "pose_values"][0], atol=1e-2)
+    # A clip without depth (every joint at one z) keeps that axis centred instead of dividing by zero.
+    flat = boxed(clip[0] * np.array([1.0, 1.0, 0.0]) + np.array([0.0, 0.0, 2.0]), task="action_recognition_3d")
+    flat_values = flat["pose_values"][0, 0]
+    assert torch.isfinite(flat_values).all() and torch.all(flat_values[..., 2] == 0)
+    torch.testing.assert_close(flat_values[..., :2].reshape(-1, 2).amax(0), torch.ones(2), atol=1e-6, rtol=0)

@@ -329,6 +329,39 @@ def test_greedy_loop_equals_transformers_greedy_search_for_poses_and_labels(mode
     check_well_formed(config, fast, batch)
 
 
+# ------------------------------------------------------------------ parallel decoding
+@pytest.mark.parametrize("frames", [1, 3])
+def test_parallel_decoding_takes_one_decoder_call_and_equals_transformers_greedy_search(frames):
+    """A decoder that does not read its outputs (`parallel_decoding`) is decoded in one call, pose and label rows
+    alike, and gives transformers' greedy tokens (which feed every chosen token back, one call per token); its
+    logits do not depend on the teacher-forced tokens, in training as in evaluation."""
+    config = tiny_config(parallel_decoding=True, pose_estimation_target_frames=frames)
+    model = build_model(config).eval()
+    samples = [dict(layout="h36m17", frames=10, task="pose_estimation_3d", two_d=True),
+               dict(layout="humaneva15", frames=8, task="pose_estimation_3d", two_d=True),
+               dict(layout="coco17", frames=9, task="early_action_prediction_3d")]
+    batch = make_batch(config, samples, seed=6)
+    fast, calls, general = generate_fast_and_general(model, batch)
+    assert calls == 1
+    assert fast.tolist() == general.tolist()
+    assert fast.shape[1] == 1 + frames * 3 * 17 + 1
+    check_well_formed(config, fast, batch)
+    labels = make_labels(config, batch)
+    other = make_labels(config, batch, seed=1)
+    with torch.no_grad():
+        torch.testing.assert_close(model(**batch, labels=other).logits, model(**batch, labels=labels).logits)
+    model.train()
+    torch.manual_seed(0)
+    trained = model(**batch, labels=labels).logits
+    torch.manual_seed(0)
+    torch.testing.assert_close(model(**batch, labels=other).logits, trained)
+    model.eval()
+    autoregressive = build_model(tiny_config(pose_estimation_target_frames=frames)).eval()
+    with torch.no_grad():
+        assert not torch.allclose(autoregressive(**batch, labels=other).logits,
+                                  autoregressive(**batch, labels=labels).logits)
+
+
 # ------------------------------------------------------------------ several pose target frames (frame blocks)
 FRAMES = 3
 

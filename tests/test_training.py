@@ -477,11 +477,13 @@ def test_layouts_option_builds_a_model_padded_to_the_kept_layouts_only():
 
 def test_processor_options_are_set_on_the_saved_processor(tmp_path):
     train = _train_script()
-    processor = train.load_processor(train.parse_args(["--processor", "ntu60", "--num_frames", "24", "--align_view"]))
+    processor = train.load_processor(train.parse_args(["--processor", "ntu60", "--num_frames", "24", "--align_view",
+                                                       "--box_normalize"]))
     processor.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "processor_config.json").read_text())["feature_extractor"]
-    assert saved["num_frames"] == 24 and saved["align_view"] is True
-    assert train.load_processor(train.parse_args(["--processor", "ntu60"])).feature_extractor.align_view is False
+    assert saved["num_frames"] == 24 and saved["align_view"] is True and saved["box_normalize"] is True
+    plain = train.load_processor(train.parse_args(["--processor", "ntu60"])).feature_extractor
+    assert plain.align_view is False and plain.box_normalize is False
 
 
 def test_axis_scaling_stretches_each_axis_of_3d_clips_only_while_training():
