@@ -244,7 +244,8 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
             the start token is `<unk>`, so each output token is predicted from the encoder, the task and its
             position alone, and greedy `generate()` computes a whole output in one decoder call instead of one per
             token (`3 * J` calls per lifted frame). Trades the autoregressive dependence between coordinates for
-            lifting speed (docs/design.md); `False` is the paper's autoregressive decoder.
+            lifting speed (docs/design.md); `False` is the paper's autoregressive decoder. `decoder_token_dropout`
+            has no effect then: every token is hidden already.
         tie_word_embeddings (`bool`, *optional*, defaults to `True`):
             Tie the output projection to the vocabulary embedding table.
     """
