@@ -66,27 +66,30 @@ class UPSTaskConstrainedLogitsProcessor(LogitsProcessor):
         """Tokens the longest row needs, its EOT included."""
         return int(self.length.max()) + 1
 
-    def allowed_range(self, step: int, rows: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """[low, high) token ids each of `rows` rows may emit at `step` (rows a multiple of the batch)."""
+    def allowed_range(self, step, rows: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """[low, high) token ids each of `rows` rows may emit at `step` (rows a multiple of the batch): `(rows,)`
+        tables for one step (an int), `(rows, S)` tables for a 1-D tensor of `S` steps."""
         expand = rows // self.length.shape[0]
-        is_pose = self.is_pose.repeat_interleave(expand).to(device)
-        length = self.length.repeat_interleave(expand).to(device)
-        eot = self.eot.repeat_interleave(expand).to(device)
-        axis_low = self.bin_offset + (step % 3) * self.num_bins
-        low = torch.where(is_pose, torch.full_like(eot, axis_low), torch.full_like(eot, self.label_range[0]))
-        high = torch.where(is_pose, torch.full_like(eot, axis_low + self.num_bins),
-                           torch.full_like(eot, self.label_range[1]))
-        done = step >= length
+        steps = torch.as_tensor(step, device=device)
+        # One step gives per-row tables; several steps add a step axis after the rows.
+        per_row = (lambda t: t.repeat_interleave(expand).to(device)[:, None]) if steps.dim() else (
+            lambda t: t.repeat_interleave(expand).to(device))
+        is_pose, length, eot = per_row(self.is_pose), per_row(self.length), per_row(self.eot)
+        axis_low = self.bin_offset + (steps % 3) * self.num_bins
+        low = torch.where(is_pose, axis_low, self.label_range[0])
+        high = torch.where(is_pose, axis_low + self.num_bins, self.label_range[1])
+        done = steps >= length
         return torch.where(done, eot, low), torch.where(done, eot + 1, high)
 
-    def constrain(self, step: int, scores: torch.Tensor) -> torch.Tensor:
-        """``scores`` (rows, vocab) at ``step`` with every token the row may not emit set to -inf."""
+    def constrain(self, step, scores: torch.Tensor) -> torch.Tensor:
+        """``scores`` (rows, vocab) at ``step``, or (rows, S, vocab) at a 1-D tensor of ``S`` steps, with every
+        token the row may not emit set to -inf."""
         rows = scores.shape[0]
         if rows % self.length.shape[0]:
             raise ValueError(f"{rows} score rows are not a multiple of the batch of {self.length.shape[0]}")
         low, high = self.allowed_range(step, rows, scores.device)
         vocab = torch.arange(scores.shape[-1], device=scores.device)
-        allowed = (vocab[None] >= low[:, None]) & (vocab[None] < high[:, None])
+        allowed = (vocab >= low.unsqueeze(-1)) & (vocab < high.unsqueeze(-1))
         return scores.masked_fill(~allowed, -float("inf"))
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
@@ -318,9 +321,9 @@ class UPSGenerationMixin(GenerationMixin):
         inputs[:, 0] = self.config.decoder_start_token_id
         logits = self(encoder_outputs=encoder_outputs, decoder_input_ids=inputs, use_cache=False,
                       return_dict=True).logits
-        chosen = [constraint.constrain(step, logits[:, step].float()).argmax(-1) for step in range(longest)]
         steps = torch.arange(longest + 1, device=device)
-        body = torch.stack(chosen + [eot], dim=1)
+        chosen = constraint.constrain(steps[:-1], logits.float()).argmax(-1)  # every step's constraint at once
+        body = torch.cat([chosen, eot[:, None]], dim=1)
         body = torch.where(steps == length[:, None], eot[:, None], body)
         body = torch.where(steps > length[:, None], self.config.pad_token_id, body)
         start = torch.full((rows, 1), self.config.decoder_start_token_id, dtype=torch.long, device=device)

@@ -362,6 +362,19 @@ def test_parallel_decoding_takes_one_decoder_call_and_equals_transformers_greedy
                                   autoregressive(**batch, labels=labels).logits)
 
 
+def test_constraint_of_several_steps_at_once_equals_one_step_at_a_time(config):
+    """The one-call decoding masks every step's scores at once; the tables must be the per-step ones."""
+    batch = make_batch(config, [dict(layout="h36m17", frames=6, task="pose_estimation_3d", two_d=True),
+                                dict(layout="ntu25", frames=6, task="action_recognition_3d")])
+    constraint = UPSTaskConstrainedLogitsProcessor(config, batch["task_ids"], batch["layout_ids"])
+    steps = constraint.max_new_tokens + 2  # past every row's end too
+    scores = torch.randn(2, steps, config.vocab_size)
+    at_once = constraint.constrain(torch.arange(steps), scores)
+    one_by_one = torch.stack([constraint.constrain(i, scores[:, i]) for i in range(steps)], dim=1)
+    assert torch.equal(at_once, one_by_one)
+    assert torch.isfinite(at_once).any(-1).all()  # every row may emit something at every step
+
+
 # ------------------------------------------------------------------ several pose target frames (frame blocks)
 FRAMES = 3
 
