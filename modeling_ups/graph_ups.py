@@ -273,6 +273,10 @@ class UPSTaskBatchNorm(nn.Module):
         self.register_buffer("running_var", torch.ones(num_tasks, channels))
 
     def forward(self, hidden_states: torch.Tensor, context: "RowContext") -> torch.Tensor:
+        # Statistics and normalisation in float32 whatever the activations' dtype (as torch's own batch_norm does
+        # under autocast): bfloat16's 8-bit mantissa cannot hold a mean over N * T * V values.
+        input_dtype = hidden_states.dtype
+        hidden_states = hidden_states.float()
         if self.training:
             mean = hidden_states.mean((0, 2, 3))
             var = hidden_states.var((0, 2, 3), unbiased=False)
@@ -281,14 +285,14 @@ class UPSTaskBatchNorm(nn.Module):
                     rows = hidden_states[context.task_ids == task].detach()
                     count = rows.numel() // rows.shape[1]
                     task_var = rows.var((0, 2, 3), unbiased=False) * count / max(count - 1, 1)
-                    self.running_mean[task].lerp_(rows.mean((0, 2, 3)), self.momentum)
-                    self.running_var[task].lerp_(task_var, self.momentum)
+                    self.running_mean[task].lerp_(rows.mean((0, 2, 3)).to(self.running_mean.dtype), self.momentum)
+                    self.running_var[task].lerp_(task_var.to(self.running_var.dtype), self.momentum)
             mean, var = mean[None, :, None, None], var[None, :, None, None]
         else:
             mean = self.running_mean[context.task_ids][:, :, None, None]
             var = self.running_var[context.task_ids][:, :, None, None]
         normed = (hidden_states - mean) * torch.rsqrt(var + self.eps)
-        return normed * self.weight[:, None, None] + self.bias[:, None, None]
+        return (normed * self.weight[:, None, None] + self.bias[:, None, None]).to(input_dtype)
 
 
 class UPSConvNorm(nn.Module):

@@ -674,6 +674,31 @@ def test_optimizer_steps_lower_loss_on_every_task(config):
         assert after[task] < before[task], (task, before[task], after[task])
 
 
+def test_training_under_bfloat16_autocast_keeps_float32_batch_norm_statistics(config):
+    """`examples/train.py --mixed_precision bf16` (Accelerate's CPU autocast): the loss and the task batch norms'
+    running statistics are those of float32 training within bfloat16's precision, the statistics stay float32."""
+    from modeling_ups.graph_ups import UPSTaskBatchNorm
+
+    batch = make_batch(config, MIXED, seed=10)
+    labels = make_labels(config, batch)
+    reference, model = build_model(config).train(), build_model(config).train()
+    torch.manual_seed(0)  # the same Gumbel noise in both passes
+    reference_loss = reference(**batch, labels=labels).loss
+    torch.manual_seed(0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(**batch, labels=labels)
+    assert out.logits.dtype == torch.bfloat16  # autocast did run the model in bfloat16
+    out.loss.backward()
+    torch.testing.assert_close(out.loss, reference_loss, atol=0.05, rtol=0.02)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    norms = [(m, r) for m, r in zip(model.modules(), reference.modules()) if isinstance(m, UPSTaskBatchNorm)]
+    assert norms
+    for norm, reference_norm in norms:
+        assert norm.running_mean.dtype == norm.running_var.dtype == torch.float32
+        torch.testing.assert_close(norm.running_mean, reference_norm.running_mean, atol=0.02, rtol=0.02)
+        torch.testing.assert_close(norm.running_var, reference_norm.running_var, atol=0.02, rtol=0.02)
+
+
 # ------------------------------------------------------------------------------------------------ vocabulary init
 
 

@@ -3,6 +3,7 @@ folder loads with the Auto classes and predicts, 2-process CPU data parallelism 
 random points and resumed ends with exactly the parameters of an uninterrupted run."""
 
 import json
+import math
 import os
 import random
 import signal
@@ -173,6 +174,17 @@ def test_ema_saves_the_moving_average_of_the_weights_and_resumes_it(tmp_path):
     resumed = _weights(averaged)
     for name in got:
         torch.testing.assert_close(resumed[name], got[name], rtol=0, atol=0, msg=name)
+
+
+def test_bf16_mixed_precision_trains_every_task_and_saves_float32_weights(tmp_path):
+    """`--mixed_precision bf16` on a CPU: Accelerate's autocast runs the forward in bfloat16, the weights, the
+    optimizer and the saved checkpoint stay float32."""
+    results, _ = _train(tmp_path, "--max_steps", "4", "--mixed_precision", "bf16", "--learning_rate", "3e-3",
+                        "--max_eval_samples", "8", "--per_device_eval_batch_size", "8", "--tasks", ",".join(TASKS))
+    assert set(results["tasks_results"]) == set(TASKS)
+    losses = [entry for entry in _log(tmp_path) if "loss" in entry]
+    assert len(losses) == 4 and all(math.isfinite(entry["loss"]) for entry in losses)
+    assert {w.dtype for w in _weights(tmp_path).values() if w.is_floating_point()} == {torch.float32}
 
 
 def test_interrupted_checkpoint_is_skipped_with_a_warning(tmp_path, caplog):
