@@ -24,6 +24,7 @@ from transformers import AutoModel, AutoProcessor  # noqa: E402
 import modeling_ups  # noqa: E402,F401
 from datasets_scripts.synthetic import build_synthetic_datasets  # noqa: E402
 from modeling_ups import UPS_TASKS  # noqa: E402
+from modeling_ups.processing_ups import POSE_DECODINGS  # noqa: E402
 from modeling_ups.training.data import load_task_datasets  # noqa: E402
 from modeling_ups.training.evaluate_tasks import evaluate_all_tasks, format_results_table  # noqa: E402
 from modeling_ups.utils.text_embeddings import vocabulary_record  # noqa: E402
@@ -42,6 +43,9 @@ def parse_args(argv=None):
                    help="pose estimation: predict every N-th frame of each test recording (1: every frame)")
     p.add_argument("--test_time_flip", action="store_true",
                    help="pose estimation: average each prediction with the mirrored input's, mirrored back")
+    p.add_argument("--pose_decoding", choices=POSE_DECODINGS, default="bins",
+                   help="pose estimation: coordinates from the generated bins' centres (bins) or the mean of each "
+                        "coordinate's bin distribution (expectation)")
     p.add_argument("--test_clips", type=int, default=1,
                    help="recognition: average the class probabilities of this many clips per sample, the first at "
                         "the segments' centres, the others a random frame of each segment (pyskl's num_clips=10)")
@@ -82,7 +86,7 @@ def main(argv=None):
     results = evaluate_all_tasks(model, processor, datasets, args.tasks, batch_size=args.batch_size,
                                  max_samples=args.max_eval_samples, pose_window=args.pose_window,
                                  pose_stride=args.pose_eval_stride, test_time_flip=args.test_time_flip,
-                                 test_clips=args.test_clips)
+                                 test_clips=args.test_clips, pose_decoding=args.pose_decoding)
     # examples/train.py records "none" when the vocabulary embeddings stayed random (no text encoder).
     vocabulary = vocabulary_record(model.config.text_encoder_name_or_path)
     print(format_results_table(results, vocabulary_init=vocabulary["vocabulary_init"] if vocabulary["random_vocabulary"]

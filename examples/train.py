@@ -37,6 +37,7 @@ import modeling_ups  # noqa: E402,F401  (registers the Auto classes and the pipe
 from datasets_scripts.synthetic import build_synthetic_datasets  # noqa: E402  (the default data)
 from modeling_ups import UPS_TASKS, UPSConfig, UPSForPoseSequenceModeling, UPSProcessor  # noqa: E402
 from modeling_ups.training import CheckpointManager, ResumableBatchSampler, TaskRotation, load_recipe  # noqa: E402
+from modeling_ups.processing_ups import POSE_DECODINGS  # noqa: E402
 from modeling_ups.training.data import KeyedRows, TaskCollator, load_task_datasets  # noqa: E402
 from modeling_ups.training.evaluate_tasks import evaluate_all_tasks, format_results_table  # noqa: E402
 from modeling_ups.utils.resources import find_resource  # noqa: E402
@@ -67,7 +68,7 @@ DEFAULTS = dict(
     resume_from_checkpoint=None, report_to="none", logging_steps=10, seed=0, mixed_precision="no",
     text_encoder="auto", num_train_samples=2000, num_eval_samples=400, max_eval_samples=None, pose_window=None,
     rotation_degrees=0.0, scale_range=0.0, flip_probability=0.0, random_frame_sampling=False, test_time_flip=False,
-    test_clips=1,
+    test_clips=1, pose_decoding="bins",
     pose_eval_stride=5, num_frames=None, align_view=False, box_normalize=False, pose_target_frames=None, layouts=None,
     dataloader_num_workers=0,
     num_threads=None, skip_final_evaluation=False,
@@ -135,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test_time_flip", action="store_true", default=None,
                    help="final evaluation of pose estimation: average each prediction with the mirrored input's, "
                         "mirrored back (VideoPose3D's test-time augmentation)")
+    p.add_argument("--pose_decoding", choices=POSE_DECODINGS,
+                   help="final evaluation of pose estimation: coordinates from the generated bins' centres (bins) or "
+                        "the mean of each coordinate's bin distribution (expectation)")
     p.add_argument("--test_clips", type=int,
                    help="final evaluation of recognition: average the class probabilities of this many clips per "
                         "sample (the first at the segments' centres, the others a random frame of each segment; "
@@ -542,7 +546,7 @@ def finish(run: Run, vocabulary: dict) -> dict:
                                                       max_samples=args.max_eval_samples, accelerator=accelerator,
                                                       pose_window=args.pose_window, pose_stride=args.pose_eval_stride,
                                                       test_time_flip=args.test_time_flip,
-                                                      test_clips=args.test_clips)
+                                                      test_clips=args.test_clips, pose_decoding=args.pose_decoding)
     if accelerator.is_main_process:
         (run.output_dir / "results.json").write_text(json.dumps(results, indent=2))
         export_hub_folder(unwrapped, run.processor, final, results=results, training_args=vars(args))

@@ -162,6 +162,26 @@ class UPSGenerationMixin(GenerationMixin):
         labels = self.config.label_token_ids
         return outputs.logits[:, -1, labels.start : labels.stop].float()
 
+    @torch.no_grad()
+    def sequence_scores(self, sequences: torch.LongTensor, encoder_outputs=None, **encoder_inputs) -> torch.Tensor:
+        r"""
+        Logits of every step of generated `sequences`, `(batch_size, length - 1, vocab_size)` float32: step ``s`` is
+        the distribution token ``s + 1`` of a row was chosen from (before the task constraint), recomputed in one
+        teacher-forced decoder call over the tokens greedy decoding fed back, so it costs one decoder call whatever
+        the decoding took. [`UPSTokenizer.expected_pose`] reads a pose row's steps (the processor's
+        `post_process(..., pose_decoding="expectation")`).
+
+        Args:
+            sequences (`torch.LongTensor` `(batch_size, length)`): `generate()`'s output, starting with `<s>`.
+            encoder_outputs ([`UPSEncoderOutput`], *optional*): skips the encoder.
+            encoder_inputs: `pose_values`, `attention_mask`, `person_mask`, `task_ids`, `layout_ids` (the
+                processor's output) when `encoder_outputs` is not given.
+        """
+        encoder_outputs = self.get_encoder().encode(encoder_outputs=encoder_outputs, **encoder_inputs)
+        outputs = self(encoder_outputs=encoder_outputs, decoder_input_ids=sequences[:, :-1], use_cache=False,
+                       return_dict=True)
+        return outputs.logits.float()
+
     def _get_logits_processor(self, *args, **kwargs) -> LogitsProcessorList:
         # generate() appends custom processors after its own warpers; the task constraint must come first so that
         # top-k / top-p sampling choose among well-formed tokens only.

@@ -17,6 +17,7 @@ from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
 from .pose_io import as_pose_sequence_array, load_pose_file, read_pyskl_annotation
 from .configuration_ups import task_emits_pose
+from .processing_ups import POSE_DECODINGS
 
 FRAME_MODES = ("center", "all")
 
@@ -69,6 +70,10 @@ class PoseSequenceModelingPipeline(Pipeline):
         window (`int`, *optional*): frames per window for `frames="all"`; defaults to the processor's `num_frames`,
             else the whole sequence (at most its `max_frames`). Use the window the checkpoint was trained with.
         window_batch_size (`int`, *optional*, defaults to 32): clips (windows) the model runs at once.
+        pose_decoding (`"bins"` or `"expectation"`, *optional*, defaults to `"bins"`): pose estimation only.
+            `"bins"` returns the centres of the generated coordinate bins; `"expectation"` the mean of each
+            coordinate's predicted bin distribution (one more decoder call per batch of windows; measured on
+            HumanEva-I in docs/results.md).
         return_routing (`bool`, *optional*, defaults to `False`): add the encoder's per-layer routing decisions.
         Generation arguments (`num_beams`, `do_sample`, ...) apply to pose estimation, the only task that decodes
         more than one token.
@@ -131,6 +136,7 @@ class PoseSequenceModelingPipeline(Pipeline):
         window=None,
         window_batch_size=None,
         return_routing=None,
+        pose_decoding=None,
         **generate_kwargs,
     ):
         # The task, layout, observation ratio and coordinates are checked where they are used, by the task spec and
@@ -150,6 +156,10 @@ class PoseSequenceModelingPipeline(Pipeline):
             postprocess["top_k"] = _positive_int(top_k, "top_k", "a positive number of labels")
         if return_routing is not None:
             postprocess["return_routing"] = bool(return_routing)
+        if pose_decoding is not None:
+            if pose_decoding not in POSE_DECODINGS:
+                raise ValueError(f"pose_decoding must be one of {list(POSE_DECODINGS)}, got {pose_decoding!r}")
+            forward["pose_decoding"] = postprocess["pose_decoding"] = pose_decoding
         forward.update(generate_kwargs)
         return preprocess, forward, postprocess
 
@@ -240,7 +250,7 @@ class PoseSequenceModelingPipeline(Pipeline):
         return PipelineIterator(model_iterator, self.postprocess, postprocess_params)
 
     # ------------------------------------------------------------------ forward
-    def _forward(self, model_inputs, window_batch_size: int = 32, **generate_kwargs):
+    def _forward(self, model_inputs, window_batch_size: int = 32, pose_decoding: str = "bins", **generate_kwargs):
         generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
         features = self.processor.feature_extractor.collate(model_inputs["samples"], return_tensors="pt")
         rows = self._ensure_tensor_on_device(dict(features), self.device)
@@ -250,7 +260,7 @@ class PoseSequenceModelingPipeline(Pipeline):
         # `task` is a call argument, so every row of a call is pose estimation or every row is a label task
         # (2D and 3D recognition may mix: both decode one label).
         is_pose = task_emits_pose(config.tasks[int(rows["task_ids"][0])])
-        sequences, label_scores, decisions, probabilities = [], [], [], []
+        sequences, step_scores, label_scores, decisions, probabilities = [], [], [], [], []
         total = rows["task_ids"].shape[0]
         for begin in range(0, total, window_batch_size):
             chunk = {key: value[begin : begin + window_batch_size] for key, value in rows.items()}
@@ -259,6 +269,8 @@ class PoseSequenceModelingPipeline(Pipeline):
             probabilities.append(encoded.router_probs)
             if is_pose:
                 sequences.append(self.model.generate(encoder_outputs=encoded, **generate_kwargs))
+                if pose_decoding == "expectation":
+                    step_scores.append(self.model.sequence_scores(sequences[-1], encoder_outputs=encoded))
             else:
                 label_scores.append(self.model.label_scores(encoder_outputs=encoded))
         outputs = {"num_rows": num_rows, "num_input_frames": model_inputs["num_input_frames"],
@@ -268,6 +280,9 @@ class PoseSequenceModelingPipeline(Pipeline):
             width = max(s.shape[1] for s in sequences)
             padded = [torch.nn.functional.pad(s, (0, width - s.shape[1]), value=config.pad_token_id) for s in sequences]
             outputs["sequences"] = _group_rows(torch.cat(padded), num_rows, config.pad_token_id)
+        if step_scores:
+            padded = [torch.nn.functional.pad(s, (0, 0, 0, width - 1 - s.shape[1])) for s in step_scores]
+            outputs["step_scores"] = _group_rows(torch.cat(padded), num_rows, 0.0)
         if label_scores:
             outputs["label_scores"] = _group_rows(torch.cat(label_scores), num_rows, 0.0)
         outputs["router_decisions"] = _group_rows(torch.cat(decisions), num_rows, 0)
@@ -275,7 +290,8 @@ class PoseSequenceModelingPipeline(Pipeline):
         return outputs
 
     # ------------------------------------------------------------------ postprocess
-    def postprocess(self, model_outputs, top_k: int = 5, frames: str = "center", return_routing: bool = False):
+    def postprocess(self, model_outputs, top_k: int = 5, frames: str = "center", return_routing: bool = False,
+                    pose_decoding: str = "bins"):
         config = self.model.config
         task = config.tasks[int(model_outputs["task_ids"][0])]
         num_rows = int(model_outputs["num_rows"][0])
@@ -294,7 +310,9 @@ class PoseSequenceModelingPipeline(Pipeline):
 
         layout = self.processor.feature_extractor.layouts[int(model_outputs["layout_ids"][0])]
         sequences = model_outputs["sequences"][0, :num_rows]
-        results = self.processor.post_process(sequences, task=task, layout=[layout] * num_rows)
+        scores = model_outputs["step_scores"][0, :num_rows] if pose_decoding == "expectation" else None
+        results = self.processor.post_process(sequences, task=task, layout=[layout] * num_rows, scores=scores,
+                                              pose_decoding=pose_decoding)
         num_input_frames = int(model_outputs["num_input_frames"][0])
         keypoints = np.concatenate([r["keypoints_3d"] for r in results], axis=0)
         if frames == "all":

@@ -12,6 +12,8 @@ from .configuration_ups import task_emits_pose
 from .tokenization_ups import _token_ids
 
 IGNORE_INDEX = -100
+# How post_process turns pose-estimation outputs into coordinates (see its docstring).
+POSE_DECODINGS = ("bins", "expectation")
 _UNIT_TO_MM = {"mm": 1.0, "m": 1000.0}
 
 
@@ -167,6 +169,7 @@ class UPSProcessor(ProcessorMixin):
         layout: Union[None, str, Sequence[Optional[str]]] = None,
         scores=None,
         top_k: int = 5,
+        pose_decoding: str = "bins",
     ) -> List[Dict[str, Any]]:
         """Structured results from generated token ids, one dict per sample.
 
@@ -178,9 +181,13 @@ class UPSProcessor(ProcessorMixin):
                 feature extractor's `default_layout`); the output joints are in the layout its model layout is
                 lifted to (`pose_target_layouts`; itself unless listed).
             scores (*optional*): the model's `label_scores` `(B, num_label_tokens)`, logits over the whole vocabulary
-                at the label step `(B, V)`, or `generate`'s per-step tuple (its first step is used). Gives `score` and
-                `top_k` (softmax over label tokens only).
+                at the label step `(B, V)`, every step's logits `(B, L, V)` (the model's `sequence_scores`), or
+                `generate`'s per-step tuple. Label tasks read the first step: `score` and `top_k` (softmax over
+                label tokens only). Pose estimation reads every step with `pose_decoding="expectation"`.
             top_k (`int`, defaults to 5): entries of `top_k`.
+            pose_decoding (`str`, defaults to `"bins"`): pose estimation's coordinates: `"bins"`, the centres of the
+                generated bins (`UPSTokenizer.decode_pose`); `"expectation"`, the mean of each coordinate's bin
+                distribution (`UPSTokenizer.expected_pose`; needs every step's `scores`).
 
         Returns:
             Recognition / early prediction: `{"label", "label_id" (token id), "label_index" (index into
@@ -193,9 +200,15 @@ class UPSProcessor(ProcessorMixin):
             raise TypeError(f"top_k must be a non-negative integer, got {type(top_k).__name__} {top_k!r:.40}")
         if top_k < 0:
             raise ValueError(f"top_k must be a non-negative integer, got {top_k}")
+        if pose_decoding not in POSE_DECODINGS:
+            raise ValueError(f"pose_decoding must be one of {list(POSE_DECODINGS)}, got {pose_decoding!r}")
         tasks = _per_sample(task, len(sequences), "task")
         layouts = _per_sample(layout, len(sequences), "layout")
-        probabilities = self._label_probabilities(scores, len(sequences))
+        step_scores = _step_scores(scores)
+        if pose_decoding == "expectation" and step_scores is None and any(map(task_emits_pose, tasks)):
+            raise ValueError("pose_decoding='expectation' needs every step's scores: pass scores=model.sequence_scores"
+                             "(sequences, ...) or generate(..., output_scores=True, return_dict_in_generate=True).scores")
+        probabilities = self._label_probabilities(scores if step_scores is None else step_scores[:, 0], len(sequences))
         results = []
         for b, ids in enumerate(sequences):
             if task_emits_pose(tasks[b]):
@@ -203,9 +216,15 @@ class UPSProcessor(ProcessorMixin):
                 if name is None:
                     raise ValueError("post_process needs layout= to decode pose estimation (no default_layout set)")
                 output_layout = LAYOUTS[self.pose_target_layout(self.feature_extractor.model_layout(name))]
-                keypoints = self.tokenizer.decode_pose(
-                    ids, output_layout.num_joints, num_frames=self.pose_estimation_target_frames, strict=False
-                )
+                if pose_decoding == "expectation":
+                    # Step s of the scores chose token s + 1 of the row, the first bin after <s>.
+                    keypoints = self.tokenizer.expected_pose(
+                        step_scores[b], output_layout.num_joints, num_frames=self.pose_estimation_target_frames
+                    )
+                else:
+                    keypoints = self.tokenizer.decode_pose(
+                        ids, output_layout.num_joints, num_frames=self.pose_estimation_target_frames, strict=False
+                    )
                 results.append({
                     "keypoints_3d": keypoints, "joint_names": list(output_layout.joint_names),
                     "layout": output_layout.name, "units": "mm",
@@ -306,6 +325,16 @@ class UPSProcessor(ProcessorMixin):
             problems.append(f"frames: the feature extractor emits up to {frames}, the model takes {config.max_frames}")
         if problems:
             raise ValueError("Processor and model config disagree: " + "; ".join(problems))
+
+
+def _step_scores(scores) -> Optional[torch.Tensor]:
+    """Every step's logits `(B, L, V)` from `(B, L, V)` scores or generate()'s per-step tuple; None for one step's
+    `(B, V)` or `(B, num_label_tokens)` scores (or none)."""
+    if isinstance(scores, (tuple, list)):
+        return torch.stack([torch.as_tensor(step) for step in scores], dim=1) if scores else None
+    if scores is not None and np.ndim(scores) == 3:
+        return torch.as_tensor(scores)
+    return None
 
 
 def _generated_sequences(generated_ids) -> List[List[int]]:

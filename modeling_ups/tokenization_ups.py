@@ -360,6 +360,36 @@ class UPSTokenizer(UPSVocabularyLayout, PreTrainedTokenizer):
         coords = np.where(valid, low + (bins + 0.5) * self.bin_width[axis], np.nan)
         return coords.reshape(frames, int(num_joints), 3).astype(np.float32)
 
+    def expected_pose(self, scores, num_joints: int, num_frames: int = 1) -> np.ndarray:
+        """Coordinates (K, J, 3) in millimetres as the mean of each coordinate's predicted bin distribution.
+
+        ``scores`` are the logits of the pose steps in output order (x, y, z per joint per frame), shaped
+        ``(>= 3 * J * K, vocab_size)`` (the model's `sequence_scores` row after `<s>`, or generate()'s scores
+        stacked); only step ``s``'s own axis bins count (softmax over them), whatever the other logits hold.
+        The mean is the least-squares estimate under the model's distribution and is not limited to bin
+        centres, so it removes the quantisation of `decode_pose` (up to half a bin per coordinate) and averages
+        over neighbouring bins where the model is unsure.
+        """
+        _check_count(num_joints, "num_joints")
+        _check_count(num_frames, "num_frames")
+        if hasattr(scores, "detach"):  # torch tensors (the tokenizer does not import torch)
+            scores = scores.detach().float().cpu().numpy()
+        scores = np.asarray(scores, dtype=np.float64)
+        steps = 3 * int(num_joints) * int(num_frames)
+        if scores.ndim != 2 or scores.shape[0] < steps or scores.shape[1] != self.vocab_size:
+            raise ValueError(f"scores must be ({steps}+ pose steps, vocab_size={self.vocab_size}) logits for "
+                             f"{num_frames} frame(s) of {num_joints} joints, got shape {scores.shape}")
+        axis = np.arange(steps) % 3
+        columns = self.bin_token_offset + axis[:, None] * self.num_bins + np.arange(self.num_bins)
+        logits = np.take_along_axis(scores[:steps], columns, axis=1)  # (steps, num_bins): each step's own axis
+        if not np.isfinite(logits).any(axis=1).all() or np.isnan(logits).any() or np.isposinf(logits).any():
+            raise ValueError("scores: each pose step needs finite logits over its axis's bins (no NaN or +inf)")
+        weights = np.exp(logits - logits.max(axis=1, keepdims=True))
+        low = np.asarray(self.coordinate_range)[axis, :1]
+        centres = low + (np.arange(self.num_bins) + 0.5) * self.bin_width[axis, None]  # (steps, num_bins) mm
+        coords = (weights * centres).sum(axis=1) / weights.sum(axis=1)
+        return coords.reshape(int(num_frames), int(num_joints), 3).astype(np.float32)
+
 
 def _real_array(values, name: str) -> np.ndarray:
     """``values`` as float64; TypeError naming ``name`` for strings, objects, complex numbers and ragged lists."""

@@ -98,6 +98,12 @@ def test_predict_pose_estimation_and_several_files(capsys, checkpoint, files):
     assert {"keypoints_3d", "frame_indices", "joint_names", "layout", "units", "routing"} <= set(record)
     assert np.asarray(record["keypoints_3d"]).shape == (9, 17, 3)
     assert record["units"] == "mm" and record["layout"] == "h36m17" and record["frame_indices"] == list(range(9))
+    status, out, err = run_main(capsys, "predict", files["h36m"], "--model", checkpoint, "--task", "pose_estimation",
+                                "--layout", "h36m17", "--frames", "all", "--window", 5, "--pose-decoding",
+                                "expectation")
+    assert status == 0, err
+    expectation = np.asarray(json.loads(out)["keypoints_3d"])
+    assert expectation.shape == (9, 17, 3) and not np.allclose(expectation, record["keypoints_3d"])
 
 
 def test_predict_early_action_prediction(capsys, checkpoint, files):

@@ -3,6 +3,7 @@ window from the window's first target frame, the recording's last frame repeated
 repeat it)."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -29,8 +30,6 @@ def test_pose_targets_take_k_frames_from_the_start_and_repeat_the_last():
 def test_recordings_shorter_than_the_predicted_frames_are_windowed():
     """A recording shorter than the K frames a model predicts per clip cannot be given whole: it is cut into an
     edge-padded window like a long one; a K = 1 model takes it whole, as before."""
-    from types import SimpleNamespace
-
     from modeling_ups.training.data import WindowIndex, cut_into_windows
 
     def processor(k):
@@ -58,11 +57,23 @@ class _ScriptedLifter:
     def __init__(self, tokenizer, poses_by_call):
         self.tokenizer, self.poses_by_call, self.calls = tokenizer, poses_by_call, 0
 
-    def generate(self, pose_values, **_):
+    def generate(self, pose_values=None, encoder_outputs=None, **_):
         pose = self.poses_by_call[self.calls % len(self.poses_by_call)]
         self.calls += 1
         ids = [self.tokenizer.bos_token_id] + self.tokenizer.encode_pose(pose)
-        return torch.tensor([ids] * pose_values.shape[0])
+        rows = pose_values.shape[0] if encoder_outputs is None else encoder_outputs.rows
+        return torch.tensor([ids] * rows)
+
+    def get_encoder(self):
+        return lambda pose_values, **_: SimpleNamespace(rows=pose_values.shape[0])
+
+    def sequence_scores(self, sequences, encoder_outputs, **_):
+        """Peaked at each generated token, and as likely at the bin after the first x token: the expectation moves
+        that coordinate by half a bin."""
+        scores = torch.zeros(*sequences[:, 1:].shape, self.tokenizer.vocab_size)
+        scores.scatter_(2, sequences[:, 1:, None], 60.0)
+        scores[:, 0].scatter_(1, sequences[:, 1:2] + 1, 60.0)
+        return scores
 
 
 def test_every_frame_protocol_and_test_time_flip_average_the_mirrored_prediction():
@@ -112,6 +123,32 @@ def test_every_frame_protocol_and_test_time_flip_average_the_mirrored_prediction
         evaluate_pose_estimation(lifter, processor, data, window=5, stride=0)
 
 
+def test_expectation_decoding_scores_the_mean_of_each_coordinates_bins():
+    from datasets_scripts.synthetic import build_synthetic_datasets
+    from modeling_ups import UPSProcessor
+    from modeling_ups.evaluation.metrics import mpjpe
+    from modeling_ups.training.evaluate_tasks import evaluate_pose_estimation
+
+    processor = UPSProcessor.from_pretrained(Path(__file__).resolve().parents[1] / "processors" / "synthetic")
+    data = build_synthetic_datasets(num_train=3, num_test=3, seed=0)["pose_estimation_3d"]
+    test = data["test"]
+    frames = [int(np.asarray(p).shape[0]) for p in test["poses"]]
+    layout = get_layout(test[0]["layout"])
+    pose = np.random.default_rng(1).normal(scale=300.0, size=(1, layout.num_joints, 3))
+    tokenizer = processor.tokenizer
+    expected = tokenizer.decode_pose(tokenizer.encode_pose(pose), num_joints=layout.num_joints)
+    expected[0, 0, 0] += tokenizer.bin_width[0] / 2
+    truth = np.concatenate([_pose_targets([test.with_format("numpy")[r]], [c], layout.name)
+                            for r, n in enumerate(frames) for c in range(n)])
+    result = evaluate_pose_estimation(_ScriptedLifter(tokenizer, [pose]), processor, data, window=5, stride=1,
+                                      pose_decoding="expectation")
+    assert result["mpjpe"] == pytest.approx(float(mpjpe(np.broadcast_to(expected, truth.shape), truth)), rel=1e-5)
+    bins = evaluate_pose_estimation(_ScriptedLifter(tokenizer, [pose]), processor, data, window=5, stride=1)
+    assert bins["mpjpe"] != pytest.approx(result["mpjpe"], rel=1e-5)
+    with pytest.raises(ValueError, match="pose_decoding must be one of"):
+        evaluate_pose_estimation(_ScriptedLifter(tokenizer, [pose]), processor, data, pose_decoding="mode")
+
+
 def test_several_target_frames_per_window_score_every_frame_once():
     """With K = 3 frames per window and stride 3, the windows' frames tile every recording: each frame is scored
     once, and the edge-padded frames past a recording's end are not scored."""
@@ -145,8 +182,6 @@ class _ScriptedClassifier:
     clips it was shown."""
 
     def __init__(self, logits_per_pass):
-        from types import SimpleNamespace
-
         self.logits_per_pass, self.inputs = logits_per_pass, []
         self.config, self.device = SimpleNamespace(label_token_offset=0), torch.device("cpu")
 

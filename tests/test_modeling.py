@@ -375,6 +375,29 @@ def test_constraint_of_several_steps_at_once_equals_one_step_at_a_time(config):
     assert torch.isfinite(at_once).any(-1).all()  # every row may emit something at every step
 
 
+@pytest.mark.parametrize("overrides", [{}, {"parallel_decoding": True}, {"pose_estimation_target_frames": 3}])
+def test_sequence_scores_are_the_logits_each_generated_token_was_chosen_from(overrides):
+    """One teacher-forced call recomputes every step's logits: transformers' per-step scores of greedy search
+    (autoregressive, parallel and frame-block decoding alike), whose constrained argmax is the generated token."""
+    config = tiny_config(**overrides)
+    model = build_model(config).eval()
+    batch = make_batch(config, [dict(layout="h36m17", frames=10, task="pose_estimation_3d", two_d=True),
+                                dict(layout="humaneva15", frames=8, task="pose_estimation_3d", two_d=True)], seed=6)
+    general = model.generate(**batch, output_scores=True, return_dict_in_generate=True)
+    sequences = model.generate(**batch)
+    assert torch.equal(sequences, general.sequences)
+    scores = model.sequence_scores(sequences, **batch)
+    assert scores.shape == (2, sequences.shape[1] - 1, config.vocab_size) and scores.dtype == torch.float32
+    constraint = UPSTaskConstrainedLogitsProcessor(config, batch["task_ids"], batch["layout_ids"])
+    steps = torch.arange(scores.shape[1])
+    torch.testing.assert_close(constraint.constrain(steps, scores), torch.stack(general.scores, dim=1))
+    chosen = constraint.constrain(steps, scores).argmax(-1)
+    pose_steps = 3 * 15 * config.pose_estimation_target_frames  # the shorter row's bins, before its EOT
+    assert torch.equal(chosen[:, :pose_steps], sequences[:, 1 : 1 + pose_steps])
+    encoded = model.get_encoder()(**batch, return_dict=True)
+    torch.testing.assert_close(model.sequence_scores(sequences, encoder_outputs=encoded), scores)
+
+
 # ------------------------------------------------------------------ several pose target frames (frame blocks)
 FRAMES = 3
 

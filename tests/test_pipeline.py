@@ -155,6 +155,23 @@ def test_pose_estimation_of_every_frame_slides_centred_windows(pipe, model, proc
     np.testing.assert_array_equal(small_batches["keypoints_3d"], result["keypoints_3d"])
 
 
+def test_expectation_decoding_lifts_each_coordinate_to_the_mean_of_its_bins(pipe, model, processor):
+    keypoints = motion(11, 17, 2, seed=5)
+    options = dict(task="pose_estimation", layout="h36m17", frames="all", window=7)
+    result = pipe(keypoints, pose_decoding="expectation", window_batch_size=4, **options)
+    assert result["keypoints_3d"].shape == (11, 17, 3) and result["keypoints_3d"].dtype == np.float32
+    bins = pipe(keypoints, **options)["keypoints_3d"]
+    assert not np.allclose(result["keypoints_3d"], bins)  # not bin centres: the mean of each distribution
+    for t in (0, 5, 10):  # as generate() + sequence_scores + the tokenizer give it for the window alone
+        clip = keypoints[:, np.clip(np.arange(t - 3, t + 4), 0, 10)]
+        inputs = processor(poses=[clip], task="pose_estimation", layout="h36m17")
+        scores = model.sequence_scores(model.generate(**inputs), **inputs)
+        expected = processor.tokenizer.expected_pose(scores[0], 17)[0]
+        np.testing.assert_allclose(result["keypoints_3d"][t], expected, rtol=1e-4, atol=1e-2)
+    with pytest.raises(ValueError, match="pose_decoding must be one of"):
+        pipe(keypoints, pose_decoding="mode", **options)
+
+
 def test_every_frame_with_several_target_frames_per_window(processor):
     """A model predicting K = 3 frames per window lifts a video with a window per 3 frames: each window's frames
     are the ones `processor.window_frame_indices` gives it, lifted as generate() lifts that window alone, and the

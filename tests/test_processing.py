@@ -166,6 +166,35 @@ def test_post_process_pose_estimation(processor):
         processor.post_process(generated, task="pose_estimation")
 
 
+def test_post_process_pose_estimation_by_expectation(processor):
+    target = target_sequence(9)
+    labels = processor(skeleton(9, 17, 2), task="pose_estimation", target_poses=target, layout="h36m")["labels"]
+    generated = torch.cat([torch.tensor([[1]]), labels], dim=1)
+    tok = processor.tokenizer
+    # Every step's logits (the model's sequence_scores): step s chose token s + 1; here two bins tie at step 0.
+    scores = torch.zeros(1, generated.shape[1] - 1, tok.vocab_size)
+    scores[0, torch.arange(scores.shape[1]), generated[0, 1:]] = 60.0
+    scores[0, 0, generated[0, 1] + 1] = 60.0
+    result = processor.post_process(generated, task="pose_estimation", layout="h36m17", scores=scores,
+                                    pose_decoding="expectation")[0]
+    bins = processor.post_process(generated, task="pose_estimation", layout="h36m17")[0]["keypoints_3d"]
+    expected = bins.copy()
+    expected[0, 0, 0] += tok.bin_width[0] / 2  # the mean of the chosen x bin and the next one
+    np.testing.assert_allclose(result["keypoints_3d"], expected, atol=1e-3)
+    assert result["layout"] == "h36m17" and result["keypoints_3d"].dtype == np.float32
+    # generate()'s per-step tuple is read alike.
+    steps = processor.post_process(generated, task="pose_estimation", layout="h36m17", scores=tuple(scores.unbind(1)),
+                                   pose_decoding="expectation")[0]
+    np.testing.assert_array_equal(steps["keypoints_3d"], result["keypoints_3d"])
+    with pytest.raises(ValueError, match="needs every step's scores"):
+        processor.post_process(generated, task="pose_estimation", layout="h36m17", pose_decoding="expectation")
+    with pytest.raises(ValueError, match="needs every step's scores"):
+        processor.post_process(generated, task="pose_estimation", layout="h36m17", scores=scores[:, 0],
+                               pose_decoding="expectation")
+    with pytest.raises(ValueError, match="pose_decoding must be one of"):
+        processor.post_process(generated, task="pose_estimation", layout="h36m17", pose_decoding="mode")
+
+
 def test_check_model_config(processor):
     config = UPSConfig(num_label_tokens=len(LABELS), num_bins=64)
     processor.check_model_config(config)

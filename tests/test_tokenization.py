@@ -166,6 +166,38 @@ def test_decode_pose_strict_and_lenient(tokenizer):
     assert np.isnan(lenient[0, 3, 1:]).all()
 
 
+def test_expected_pose_is_the_mean_of_each_coordinates_own_axis_bins():
+    tokenizer = UPSTokenizer(labels=["a"], num_bins=8)  # 300 mm bins over [-1200, 1200], centres -1050 ... 1050
+    pose = np.array([[[-1050.0, 150.0, 1050.0], [450.0, -450.0, -150.0]]])  # (K=1, J=2, 3) bin centres
+    ids = tokenizer.encode_pose(pose)
+    # Peaked logits at the generated tokens: the expectation is the bins' centres (decode_pose).
+    scores = np.zeros((len(ids), tokenizer.vocab_size))
+    scores[np.arange(len(ids) - 1), ids[:-1]] = 60.0
+    np.testing.assert_allclose(tokenizer.expected_pose(scores, num_joints=2), pose, atol=1e-3)
+    # Logits of other tokens (other axes' bins, labels) do not count: a huge y-bin logit at an x step changes nothing.
+    scores[0, tokenizer.bin_token_offset + 8] = 1e4
+    np.testing.assert_allclose(tokenizer.expected_pose(scores, num_joints=2), pose, atol=1e-3)
+    # Two equally likely neighbouring bins: their midpoint, a coordinate no bin centre holds.
+    x_bin = ids[0]
+    scores[0, x_bin + 1] = 60.0
+    assert tokenizer.expected_pose(scores, num_joints=2)[0, 0, 0] == pytest.approx(-900.0, abs=1e-3)
+    # Uniform logits over an axis: the centre of its range.
+    scores[0] = 0.0
+    assert tokenizer.expected_pose(scores, num_joints=2)[0, 0, 0] == pytest.approx(0.0, abs=1e-3)
+    # generate()'s masked scores (-inf outside the allowed bins) and torch tensors are read alike.
+    masked = np.where(scores == 0.0, -np.inf, scores)
+    masked[0, tokenizer.bin_token_offset : tokenizer.bin_token_offset + 8] = 0.0
+    np.testing.assert_allclose(tokenizer.expected_pose(torch.as_tensor(masked), num_joints=2),
+                               tokenizer.expected_pose(scores, num_joints=2), atol=1e-3)
+    with pytest.raises(ValueError, match=r"\(6\+ pose steps"):
+        tokenizer.expected_pose(scores[:5], num_joints=2)
+    with pytest.raises(ValueError, match="vocab_size"):
+        tokenizer.expected_pose(scores[:, :-1], num_joints=2)
+    scores[1, ids[1]] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        tokenizer.expected_pose(scores, num_joints=2)
+
+
 def test_text_interface(tokenizer):
     ids = tokenizer("<s> walking <eot_ar> nonsense")["input_ids"]
     assert ids == [1, tokenizer.label_id("walking"), tokenizer.eot_token_ids[0], tokenizer.unk_token_id]

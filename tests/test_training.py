@@ -520,15 +520,18 @@ def test_axis_scaling_stretches_each_axis_of_3d_clips_only_while_training():
 
 
 def test_several_pose_target_frames_train_save_and_lift_a_video(tmp_path):
-    """`--pose_target_frames 3`: the model, its config and the saved processor predict 3 frames per window; the
-    checkpoint lifts every frame of a video through the pipeline, a window per 3 frames."""
+    """`--pose_target_frames 3`: the model, its config and the saved processor predict 3 frames per window (scored
+    with `--pose_decoding expectation`); the checkpoint lifts every frame of a video through the pipeline, a window
+    per 3 frames."""
     from transformers import AutoModel, pipeline
 
     from modeling_ups import UPSProcessor
 
     results, _ = _train(tmp_path, "--tasks", "pose_estimation_3d", "--max_steps", "4", "--pose_window", "9",
-                        "--pose_target_frames", "3", "--pose_eval_stride", "3", "--max_eval_samples", "12")
+                        "--pose_target_frames", "3", "--pose_eval_stride", "3", "--max_eval_samples", "12",
+                        "--pose_decoding", "expectation")
     assert results["tasks_results"]["pose_estimation_3d"]["num_samples"] > 12  # 12 windows, up to 3 frames each
+    assert results["tasks_results"]["pose_estimation_3d"]["pose_decoding"] == "expectation"
     final = tmp_path / "final"
     model = AutoModel.from_pretrained(final, trust_remote_code=True)
     processor = UPSProcessor.from_pretrained(final)

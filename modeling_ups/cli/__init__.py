@@ -27,6 +27,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from ..processing_ups import POSE_DECODINGS
+
 # Exceptions that mean "the input is wrong" (reported in one line) rather than a bug (traceback). OSError covers
 # missing files and checkpoints that cannot be found or downloaded.
 USER_ERRORS = (ValueError, TypeError, OSError)
@@ -82,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--observation-ratio", type=float, help="early prediction: observed fraction in (0, 1]")
     predict.add_argument("--frames", choices=("center", "all"), help="pose estimation: centre frame or every frame")
     predict.add_argument("--window", type=int, help="pose estimation with --frames all: frames per window")
+    predict.add_argument("--pose-decoding", choices=POSE_DECODINGS,
+                         help="pose estimation: the generated bins' centres (default) or each coordinate's expectation")
     predict.add_argument("--coordinates", choices=("2d", "3d"), help="how 3-channel arrays are read")
     predict.add_argument("--batch-size", type=int, default=1, help="files run per model call")
     predict.add_argument("--return-routing", action="store_true", help="add the encoder's routing decisions")
@@ -132,7 +136,8 @@ def _predict(args) -> int:
     task_eot_index(args.task)
     options = {"task": args.task, "layout": args.layout, "sample": args.sample, "top_k": args.top_k,
                "observation_ratio": args.observation_ratio, "frames": args.frames, "window": args.window,
-               "coordinates": args.coordinates, "return_routing": args.return_routing or None}
+               "coordinates": args.coordinates, "return_routing": args.return_routing or None,
+               "pose_decoding": args.pose_decoding}
     options = {key: value for key, value in options.items() if value is not None}
     # The package's own classes load the checkpoint: a folder's copied code (auto_map, custom_pipelines) is never
     # imported, and weights come from model.safetensors only (UPSPreTrainedModel.from_pretrained).

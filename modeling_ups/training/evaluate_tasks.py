@@ -5,7 +5,8 @@
   tokens at the first decoding step (the step ``generate()`` takes its label from); with ``num_clips`` > 1, the
   class probabilities averaged over that many clips of each sample (the first at the segments' centres, the others
   a random frame of each segment: pyskl's test-time ``num_clips``).
-- Pose estimation: ``generate()`` -> bins -> millimetres; MPJPE and P-MPJPE (overall and per action) against the
+- Pose estimation: ``generate()`` -> bins -> millimetres (bin centres, or with ``pose_decoding="expectation"`` the
+  mean of each coordinate's bin distribution, `UPSTokenizer.expected_pose`); MPJPE and P-MPJPE (overall and per action) against the
   un-quantised root-relative ground truth, on the frames ``stride`` apart of every test recording (``stride=1``:
   every frame, VideoPose3D's protocol); ``test_time_flip`` averages each prediction with that of the mirrored input,
   mirrored back (VideoPose3D's test-time augmentation).
@@ -23,6 +24,7 @@ import torch
 from ..evaluation.metrics import OBSERVATION_RATIOS, mpjpe, p_mpjpe, per_group_mean, topk_accuracy
 from ..skeletons import get_layout
 from ..configuration_ups import POSE_ESTIMATION_TASK
+from ..processing_ups import POSE_DECODINGS
 from .data import TaskCollator, WindowIndex, _persons_first
 
 CLASSIFICATION_TASKS = ("action_recognition_3d", "action_recognition_2d", "early_action_prediction_3d")
@@ -92,7 +94,10 @@ def _pose_targets(rows, starts, layout_name: str, num_frames: int = 1) -> np.nda
 
 
 def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_samples: Optional[int] = None,
-                             window: Optional[int] = None, stride: int = 5, test_time_flip: bool = False) -> Dict:
+                             window: Optional[int] = None, stride: int = 5, test_time_flip: bool = False,
+                             pose_decoding: str = "bins") -> Dict:
+    if pose_decoding not in POSE_DECODINGS:
+        raise ValueError(f"pose_decoding must be one of {list(POSE_DECODINGS)}, got {pose_decoding!r}")
     if stride < 1:
         raise ValueError(f"the pose-estimation evaluation stride must be at least 1 (every frame), got {stride}")
     test = data["test"].with_format("numpy")
@@ -115,10 +120,18 @@ def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_s
             views.append([get_layout(name).mirror(p) for p, name in zip(poses, extra["layout"])])
         decoded = []
         for view in views:
-            batch = processor(view, task=POSE_ESTIMATION_TASK, return_tensors="pt", **extra)
-            generated = model.generate(**_to_device(dict(batch), model.device)).cpu().tolist()
-            decoded.append([tokenizer.decode_pose(ids, num_joints=get_layout(row["layout"]).num_joints, num_frames=k)
-                            for row, ids in zip(rows, generated)])
+            inputs = _to_device(dict(processor(view, task=POSE_ESTIMATION_TASK, return_tensors="pt", **extra)),
+                                model.device)
+            if pose_decoding == "expectation":  # the encoder runs once for generate() and the scores
+                inputs = {"encoder_outputs": model.get_encoder()(**inputs, return_dict=True)}
+            generated = model.generate(**inputs)
+            joints = [get_layout(row["layout"]).num_joints for row in rows]
+            if pose_decoding == "expectation":
+                scores = model.sequence_scores(generated, **inputs).cpu()
+                decoded.append([tokenizer.expected_pose(s, j, num_frames=k) for s, j in zip(scores, joints)])
+            else:
+                decoded.append([tokenizer.decode_pose(ids, num_joints=j, num_frames=k)
+                                for ids, j in zip(generated.cpu().tolist(), joints)])
         for i, (row, centre) in enumerate(zip(rows, centres)):
             pose = decoded[0][i]
             if test_time_flip:
@@ -142,6 +155,7 @@ def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_s
     mean_pose = _pose_targets(train_rows, train_centres, train_rows[0]["layout"]).mean(axis=0)
     return {
         "num_samples": int(len(gt)),
+        "pose_decoding": pose_decoding,
         "mpjpe": float(per_sample.mean()),
         "p_mpjpe": float(per_sample_aligned.mean()),
         "mean_pose_baseline_mpjpe": float(mpjpe(np.broadcast_to(mean_pose, gt.shape), gt)),
@@ -154,10 +168,11 @@ def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_s
 
 def evaluate_all_tasks(model, processor, datasets: Dict, tasks: List[str], batch_size: int = 64,
                        max_samples: Optional[int] = None, accelerator=None, pose_window: Optional[int] = None,
-                       pose_stride: int = 5, test_time_flip: bool = False, test_clips: int = 1) -> Dict:
-    """Evaluate every task on its test split (main process only; other processes return None). ``pose_stride`` and
-    ``test_time_flip``: see :func:`evaluate_pose_estimation`; ``test_clips``: clips averaged per recognition sample
-    (``num_clips`` of :func:`evaluate_classification`; early prediction keeps one)."""
+                       pose_stride: int = 5, test_time_flip: bool = False, test_clips: int = 1,
+                       pose_decoding: str = "bins") -> Dict:
+    """Evaluate every task on its test split (main process only; other processes return None). ``pose_stride``,
+    ``test_time_flip`` and ``pose_decoding``: see :func:`evaluate_pose_estimation`; ``test_clips``: clips averaged
+    per recognition sample (``num_clips`` of :func:`evaluate_classification`; early prediction keeps one)."""
     if accelerator is not None and not accelerator.is_main_process:
         return None
     was_training = model.training
@@ -167,7 +182,7 @@ def evaluate_all_tasks(model, processor, datasets: Dict, tasks: List[str], batch
         if task == POSE_ESTIMATION_TASK:
             results[task] = evaluate_pose_estimation(model, processor, datasets[task], batch_size, max_samples,
                                                      window=pose_window, stride=pose_stride,
-                                                     test_time_flip=test_time_flip)
+                                                     test_time_flip=test_time_flip, pose_decoding=pose_decoding)
         elif task == "early_action_prediction_3d":
             results[task] = evaluate_classification(model, processor, task, datasets[task], batch_size, max_samples,
                                                     observation_ratios=OBSERVATION_RATIOS)
