@@ -43,9 +43,9 @@ def parse_args(argv=None):
                    help="pose estimation: predict every N-th frame of each test recording (1: every frame)")
     p.add_argument("--test_time_flip", action="store_true",
                    help="pose estimation: average each prediction with the mirrored input's, mirrored back")
-    p.add_argument("--pose_decoding", choices=POSE_DECODINGS, default="bins",
+    p.add_argument("--pose_decoding", choices=POSE_DECODINGS,
                    help="pose estimation: coordinates from the generated bins' centres (bins) or the mean of each "
-                        "coordinate's bin distribution (expectation)")
+                        "coordinate's bin distribution (expectation); default: the checkpoint processor's")
     p.add_argument("--test_clips", type=int, default=1,
                    help="recognition: average the class probabilities of this many clips per sample, the first at "
                         "the segments' centres, the others a random frame of each segment (pyskl's num_clips=10)")

@@ -68,7 +68,7 @@ DEFAULTS = dict(
     resume_from_checkpoint=None, report_to="none", logging_steps=10, seed=0, mixed_precision="no",
     text_encoder="auto", num_train_samples=2000, num_eval_samples=400, max_eval_samples=None, pose_window=None,
     rotation_degrees=0.0, scale_range=0.0, flip_probability=0.0, random_frame_sampling=False, test_time_flip=False,
-    test_clips=1, pose_decoding="bins",
+    test_clips=1, pose_decoding=None,
     pose_eval_stride=5, num_frames=None, align_view=False, box_normalize=False, pose_target_frames=None, layouts=None,
     dataloader_num_workers=0,
     num_threads=None, skip_final_evaluation=False,
@@ -137,8 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="final evaluation of pose estimation: average each prediction with the mirrored input's, "
                         "mirrored back (VideoPose3D's test-time augmentation)")
     p.add_argument("--pose_decoding", choices=POSE_DECODINGS,
-                   help="final evaluation of pose estimation: coordinates from the generated bins' centres (bins) or "
-                        "the mean of each coordinate's bin distribution (expectation)")
+                   help="pose estimation's coordinates, in the final evaluation and saved with the processor as the "
+                        "pipeline's default: the generated bins' centres (bins, the processor's default) or the mean "
+                        "of each coordinate's bin distribution (expectation)")
     p.add_argument("--test_clips", type=int,
                    help="final evaluation of recognition: average the class probabilities of this many clips per "
                         "sample (the first at the segments' centres, the others a random frame of each segment; "
@@ -317,7 +318,7 @@ class Run:
 
 def load_processor(args) -> UPSProcessor:
     """The run's processor: `--processor` with the options saved with it (frames, view alignment, box
-    normalisation, pose target frames, layouts) applied."""
+    normalisation, pose target frames, pose decoding, layouts) applied."""
     processor = UPSProcessor.from_pretrained(resolve_processor(args.processor))
     if args.num_frames:
         processor.feature_extractor.num_frames = args.num_frames
@@ -327,6 +328,8 @@ def load_processor(args) -> UPSProcessor:
         processor.feature_extractor.box_normalize = True
     if args.pose_target_frames is not None:
         processor.pose_estimation_target_frames = args.pose_target_frames
+    if args.pose_decoding:
+        processor.pose_decoding = args.pose_decoding
     if args.layouts:
         processor.keep_layouts(args.layouts)
     return processor

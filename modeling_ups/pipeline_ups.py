@@ -70,10 +70,10 @@ class PoseSequenceModelingPipeline(Pipeline):
         window (`int`, *optional*): frames per window for `frames="all"`; defaults to the processor's `num_frames`,
             else the whole sequence (at most its `max_frames`). Use the window the checkpoint was trained with.
         window_batch_size (`int`, *optional*, defaults to 32): clips (windows) the model runs at once.
-        pose_decoding (`"bins"` or `"expectation"`, *optional*, defaults to `"bins"`): pose estimation only.
-            `"bins"` returns the centres of the generated coordinate bins; `"expectation"` the mean of each
-            coordinate's predicted bin distribution (one more decoder call per batch of windows; measured on
-            HumanEva-I in docs/results.md).
+        pose_decoding (`"bins"` or `"expectation"`, *optional*): pose estimation only. `"bins"` returns the centres
+            of the generated coordinate bins; `"expectation"` the mean of each coordinate's predicted bin
+            distribution (one more decoder call per batch of windows; measured on HumanEva-I in docs/results.md).
+            Defaults to the processor's `pose_decoding` (what the checkpoint's figures were measured with).
         return_routing (`bool`, *optional*, defaults to `False`): add the encoder's per-layer routing decisions.
         Generation arguments (`num_beams`, `do_sample`, ...) apply to pose estimation, the only task that decodes
         more than one token.
@@ -156,10 +156,9 @@ class PoseSequenceModelingPipeline(Pipeline):
             postprocess["top_k"] = _positive_int(top_k, "top_k", "a positive number of labels")
         if return_routing is not None:
             postprocess["return_routing"] = bool(return_routing)
-        if pose_decoding is not None:
-            if pose_decoding not in POSE_DECODINGS:
-                raise ValueError(f"pose_decoding must be one of {list(POSE_DECODINGS)}, got {pose_decoding!r}")
-            forward["pose_decoding"] = postprocess["pose_decoding"] = pose_decoding
+        if pose_decoding is not None and pose_decoding not in POSE_DECODINGS:
+            raise ValueError(f"pose_decoding must be one of {list(POSE_DECODINGS)}, got {pose_decoding!r}")
+        forward["pose_decoding"] = postprocess["pose_decoding"] = pose_decoding or self.processor.pose_decoding
         forward.update(generate_kwargs)
         return preprocess, forward, postprocess
 

@@ -33,12 +33,19 @@ class UPSProcessor(ProcessorMixin):
             Output layout of pose estimation for input layouts lifted to another skeleton, e.g.
             `{"mpii16": "h36m17"}` (must equal `UPSConfig.pose_target_layouts`); targets and decoded poses are in
             that layout. Layouts not listed are lifted to themselves.
+        pose_decoding (`str`, *optional*, defaults to `"bins"`):
+            How the pipeline and `examples/evaluate.py` turn a lifted pose's tokens into coordinates unless told
+            otherwise: `"bins"` (bin centres) or `"expectation"` (each coordinate's mean over its bins; see
+            `post_process`). A checkpoint keeps the decoding its reported figures were measured with.
     """
 
     def __init__(self, feature_extractor, tokenizer, pose_estimation_target_frames: int = 1,
-                 pose_target_layouts: Optional[Dict[str, str]] = None, **kwargs):
+                 pose_target_layouts: Optional[Dict[str, str]] = None, pose_decoding: str = "bins", **kwargs):
         if int(pose_estimation_target_frames) < 1:
             raise ValueError(f"pose_estimation_target_frames must be positive, got {pose_estimation_target_frames}")
+        if pose_decoding not in POSE_DECODINGS:
+            raise ValueError(f"pose_decoding must be one of {list(POSE_DECODINGS)}, got {pose_decoding!r}")
+        self.pose_decoding = pose_decoding
         self.pose_estimation_target_frames = int(pose_estimation_target_frames)
         self.pose_target_layouts = {str(k): str(v) for k, v in (pose_target_layouts or {}).items()}
         unknown = sorted({*self.pose_target_layouts, *self.pose_target_layouts.values()} - set(feature_extractor.layouts))

@@ -1,5 +1,6 @@
 """Tests of `pipeline("pose-sequence-modeling")` (modeling_ups/pipeline_ups.py) on a tiny random checkpoint."""
 
+import copy
 import json
 import math
 import pickle
@@ -170,6 +171,13 @@ def test_expectation_decoding_lifts_each_coordinate_to_the_mean_of_its_bins(pipe
         np.testing.assert_allclose(result["keypoints_3d"][t], expected, rtol=1e-4, atol=1e-2)
     with pytest.raises(ValueError, match="pose_decoding must be one of"):
         pipe(keypoints, pose_decoding="mode", **options)
+    # The processor's saved pose_decoding is the pipeline's default; a call argument overrides it.
+    expecting = copy.deepcopy(processor)
+    expecting.pose_decoding = "expectation"
+    default = pipeline("pose-sequence-modeling", model=model, processor=expecting)
+    np.testing.assert_array_equal(default(keypoints, window_batch_size=4, **options)["keypoints_3d"],
+                                  result["keypoints_3d"])
+    np.testing.assert_array_equal(default(keypoints, pose_decoding="bins", **options)["keypoints_3d"], bins)
 
 
 def test_every_frame_with_several_target_frames_per_window(processor):

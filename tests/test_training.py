@@ -490,12 +490,15 @@ def test_layouts_option_builds_a_model_padded_to_the_kept_layouts_only():
 def test_processor_options_are_set_on_the_saved_processor(tmp_path):
     train = _train_script()
     processor = train.load_processor(train.parse_args(["--processor", "ntu60", "--num_frames", "24", "--align_view",
-                                                       "--box_normalize"]))
+                                                       "--box_normalize", "--pose_decoding", "expectation"]))
     processor.save_pretrained(tmp_path)
-    saved = json.loads((tmp_path / "processor_config.json").read_text())["feature_extractor"]
+    saved = json.loads((tmp_path / "processor_config.json").read_text())
+    assert saved["pose_decoding"] == "expectation"
+    saved = saved["feature_extractor"]
     assert saved["num_frames"] == 24 and saved["align_view"] is True and saved["box_normalize"] is True
-    plain = train.load_processor(train.parse_args(["--processor", "ntu60"])).feature_extractor
-    assert plain.align_view is False and plain.box_normalize is False
+    plain = train.load_processor(train.parse_args(["--processor", "ntu60"]))
+    assert plain.feature_extractor.align_view is False and plain.feature_extractor.box_normalize is False
+    assert plain.pose_decoding == "bins"
 
 
 def test_axis_scaling_stretches_each_axis_of_3d_clips_only_while_training():

@@ -95,7 +95,9 @@ def _pose_targets(rows, starts, layout_name: str, num_frames: int = 1) -> np.nda
 
 def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_samples: Optional[int] = None,
                              window: Optional[int] = None, stride: int = 5, test_time_flip: bool = False,
-                             pose_decoding: str = "bins") -> Dict:
+                             pose_decoding: Optional[str] = None) -> Dict:
+    """MPJPE and P-MPJPE of the test recordings (module docstring); ``pose_decoding`` defaults to the processor's."""
+    pose_decoding = pose_decoding or processor.pose_decoding
     if pose_decoding not in POSE_DECODINGS:
         raise ValueError(f"pose_decoding must be one of {list(POSE_DECODINGS)}, got {pose_decoding!r}")
     if stride < 1:
@@ -169,7 +171,7 @@ def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_s
 def evaluate_all_tasks(model, processor, datasets: Dict, tasks: List[str], batch_size: int = 64,
                        max_samples: Optional[int] = None, accelerator=None, pose_window: Optional[int] = None,
                        pose_stride: int = 5, test_time_flip: bool = False, test_clips: int = 1,
-                       pose_decoding: str = "bins") -> Dict:
+                       pose_decoding: Optional[str] = None) -> Dict:
     """Evaluate every task on its test split (main process only; other processes return None). ``pose_stride``,
     ``test_time_flip`` and ``pose_decoding``: see :func:`evaluate_pose_estimation`; ``test_clips``: clips averaged
     per recognition sample (``num_clips`` of :func:`evaluate_classification`; early prediction keeps one)."""

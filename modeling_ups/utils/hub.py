@@ -345,7 +345,7 @@ def _training_section(data: Dict[str, str], training_args: Dict[str, Any], confi
     recipe_keys = ("config", "model_config", "processor", "max_steps", "num_train_epochs",
                    "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "weight_decay",
                    "lr_scheduler_type", "num_warmup_steps", "gumbel_temperature_start", "gumbel_temperature_end",
-                   "mixed_precision", "pose_window", "text_encoder", "seed")
+                   "mixed_precision", "pose_window", "pose_decoding", "text_encoder", "seed")
     recipe = [f"- `{k}`: {training_args[k]}" for k in recipe_keys if training_args.get(k) is not None]
     if recipe:
         lines += ["", "Recipe:", "", *recipe]
