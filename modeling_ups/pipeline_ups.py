@@ -17,7 +17,7 @@ from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
 from .pose_io import as_pose_sequence_array, load_pose_file, read_pyskl_annotation
 from .configuration_ups import task_emits_pose
-from .processing_ups import POSE_DECODINGS
+from .processing_ups import check_pose_decoding
 
 FRAME_MODES = ("center", "all")
 
@@ -156,9 +156,10 @@ class PoseSequenceModelingPipeline(Pipeline):
             postprocess["top_k"] = _positive_int(top_k, "top_k", "a positive number of labels")
         if return_routing is not None:
             postprocess["return_routing"] = bool(return_routing)
-        if pose_decoding is not None and pose_decoding not in POSE_DECODINGS:
-            raise ValueError(f"pose_decoding must be one of {list(POSE_DECODINGS)}, got {pose_decoding!r}")
-        forward["pose_decoding"] = postprocess["pose_decoding"] = pose_decoding or self.processor.pose_decoding
+        if pose_decoding is None and self.processor is not None:  # None while __init__ has yet to refuse that
+            pose_decoding = self.processor.pose_decoding
+        if pose_decoding is not None:
+            forward["pose_decoding"] = postprocess["pose_decoding"] = check_pose_decoding(pose_decoding)
         forward.update(generate_kwargs)
         return preprocess, forward, postprocess
 

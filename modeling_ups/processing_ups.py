@@ -17,6 +17,13 @@ POSE_DECODINGS = ("bins", "expectation")
 _UNIT_TO_MM = {"mm": 1.0, "m": 1000.0}
 
 
+def check_pose_decoding(pose_decoding: str) -> str:
+    """``pose_decoding`` if it is one of `POSE_DECODINGS`, else ValueError naming them."""
+    if pose_decoding not in POSE_DECODINGS:
+        raise ValueError(f"pose_decoding must be one of {list(POSE_DECODINGS)}, got {pose_decoding!r}")
+    return pose_decoding
+
+
 class UPSProcessor(ProcessorMixin):
     r"""
     Wraps a [`UPSFeatureExtractor`] (poses -> `pose_values` & masks) and a [`UPSTokenizer`] (labels and 3D
@@ -43,9 +50,7 @@ class UPSProcessor(ProcessorMixin):
                  pose_target_layouts: Optional[Dict[str, str]] = None, pose_decoding: str = "bins", **kwargs):
         if int(pose_estimation_target_frames) < 1:
             raise ValueError(f"pose_estimation_target_frames must be positive, got {pose_estimation_target_frames}")
-        if pose_decoding not in POSE_DECODINGS:
-            raise ValueError(f"pose_decoding must be one of {list(POSE_DECODINGS)}, got {pose_decoding!r}")
-        self.pose_decoding = pose_decoding
+        self.pose_decoding = check_pose_decoding(pose_decoding)
         self.pose_estimation_target_frames = int(pose_estimation_target_frames)
         self.pose_target_layouts = {str(k): str(v) for k, v in (pose_target_layouts or {}).items()}
         unknown = sorted({*self.pose_target_layouts, *self.pose_target_layouts.values()} - set(feature_extractor.layouts))
@@ -207,8 +212,7 @@ class UPSProcessor(ProcessorMixin):
             raise TypeError(f"top_k must be a non-negative integer, got {type(top_k).__name__} {top_k!r:.40}")
         if top_k < 0:
             raise ValueError(f"top_k must be a non-negative integer, got {top_k}")
-        if pose_decoding not in POSE_DECODINGS:
-            raise ValueError(f"pose_decoding must be one of {list(POSE_DECODINGS)}, got {pose_decoding!r}")
+        check_pose_decoding(pose_decoding)
         tasks = _per_sample(task, len(sequences), "task")
         layouts = _per_sample(layout, len(sequences), "layout")
         step_scores = _step_scores(scores)

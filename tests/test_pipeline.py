@@ -76,6 +76,8 @@ def test_a_processor_that_disagrees_with_the_model_is_refused(model):
     other = UPSProcessor(UPSFeatureExtractor(max_frames=24), UPSTokenizer(labels=LABELS[:3], num_bins=16))
     with pytest.raises(ValueError, match="num_label_tokens"):
         pipeline("pose-sequence-modeling", model=model, processor=other)
+    with pytest.raises(ValueError, match="needs a UPSProcessor"):
+        PoseSequenceModelingPipeline(model=model)
 
 
 # ---------------------------------------------------------------- recognition and early prediction

@@ -24,7 +24,7 @@ import torch
 from ..evaluation.metrics import OBSERVATION_RATIOS, mpjpe, p_mpjpe, per_group_mean, topk_accuracy
 from ..skeletons import get_layout
 from ..configuration_ups import POSE_ESTIMATION_TASK
-from ..processing_ups import POSE_DECODINGS
+from ..processing_ups import check_pose_decoding
 from .data import TaskCollator, WindowIndex, _persons_first
 
 CLASSIFICATION_TASKS = ("action_recognition_3d", "action_recognition_2d", "early_action_prediction_3d")
@@ -97,9 +97,7 @@ def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_s
                              window: Optional[int] = None, stride: int = 5, test_time_flip: bool = False,
                              pose_decoding: Optional[str] = None) -> Dict:
     """MPJPE and P-MPJPE of the test recordings (module docstring); ``pose_decoding`` defaults to the processor's."""
-    pose_decoding = pose_decoding or processor.pose_decoding
-    if pose_decoding not in POSE_DECODINGS:
-        raise ValueError(f"pose_decoding must be one of {list(POSE_DECODINGS)}, got {pose_decoding!r}")
+    pose_decoding = check_pose_decoding(processor.pose_decoding if pose_decoding is None else pose_decoding)
     if stride < 1:
         raise ValueError(f"the pose-estimation evaluation stride must be at least 1 (every frame), got {stride}")
     test = data["test"].with_format("numpy")
