@@ -219,7 +219,8 @@ class UPSProcessor(ProcessorMixin):
         if pose_decoding == "expectation" and step_scores is None and any(map(task_emits_pose, tasks)):
             raise ValueError("pose_decoding='expectation' needs every step's scores: pass scores=model.sequence_scores"
                              "(sequences, ...) or generate(..., output_scores=True, return_dict_in_generate=True).scores")
-        probabilities = self._label_probabilities(scores if step_scores is None else step_scores[:, 0], len(sequences))
+        is_label = [not task_emits_pose(t) for t in tasks]
+        probabilities = self._label_probabilities(scores if step_scores is None else step_scores[:, 0], is_label)
         results = []
         for b, ids in enumerate(sequences):
             if task_emits_pose(tasks[b]):
@@ -244,9 +245,13 @@ class UPSProcessor(ProcessorMixin):
                 results.append(self._label_result(ids, None if probabilities is None else probabilities[b], top_k))
         return results
 
-    def _label_probabilities(self, scores, batch_size: int) -> Optional[np.ndarray]:
+    def _label_probabilities(self, scores, is_label: List[bool]) -> Optional[np.ndarray]:
+        """Softmax over the label tokens of the label step's scores, `(batch, num_label_tokens)`; the rows of label
+        tasks (``is_label``) must hold a distribution, the others (pose rows, whose label logits generate()'s
+        constraint masks) are not read."""
         if scores is None:
             return None
+        batch_size = len(is_label)
         if isinstance(scores, (tuple, list)):  # generate()'s per-step scores: the label step is the first
             if not scores:
                 raise ValueError("scores is an empty sequence; expected (batch, vocab) logits or generate()'s scores")
@@ -267,9 +272,10 @@ class UPSProcessor(ProcessorMixin):
         label_scores = scores if scores.shape[1] == len(ids) else scores[:, ids.start : ids.stop]
         # -inf is a masked token (generate's logits processors); NaN, +inf or a row without any finite label
         # logit has no probability distribution.
-        if torch.isnan(label_scores).any() or torch.isposinf(label_scores).any():
+        checked = label_scores[torch.as_tensor(is_label, dtype=torch.bool)]
+        if torch.isnan(checked).any() or torch.isposinf(checked).any():
             raise ValueError("scores hold NaN or +inf logits over the label tokens")
-        if not torch.isfinite(label_scores).any(dim=-1).all():
+        if not torch.isfinite(checked).any(dim=-1).all():
             raise ValueError("scores: every label logit of a sample is -inf (no label is possible)")
         return torch.softmax(label_scores, dim=-1).numpy()
 
@@ -340,12 +346,23 @@ class UPSProcessor(ProcessorMixin):
 
 def _step_scores(scores) -> Optional[torch.Tensor]:
     """Every step's logits `(B, L, V)` from `(B, L, V)` scores or generate()'s per-step tuple; None for one step's
-    `(B, V)` or `(B, num_label_tokens)` scores (or none)."""
-    if isinstance(scores, (tuple, list)):
-        return torch.stack([torch.as_tensor(step) for step in scores], dim=1) if scores else None
-    if scores is not None and np.ndim(scores) == 3:
-        return torch.as_tensor(scores)
-    return None
+    `(B, V)` or `(B, num_label_tokens)` scores, or none (`_label_probabilities` checks those)."""
+    if scores is None or (isinstance(scores, (tuple, list)) and not scores):
+        return None
+    try:
+        if isinstance(scores, (tuple, list)):
+            steps = torch.stack([torch.as_tensor(step) for step in scores], dim=1)
+        elif np.ndim(scores) == 3:
+            steps = torch.as_tensor(scores)
+        else:
+            return None
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise TypeError(f"scores must be logits: (batch, vocab) at the label step, (batch, steps, vocab), or "
+                        f"generate()'s per-step tuple of (batch, vocab) ({error})") from None
+    if steps.ndim != 3 or steps.shape[1] == 0:
+        raise ValueError(f"scores must be (batch, steps >= 1, vocab) logits or generate()'s per-step tuple of (batch, "
+                         f"vocab), got {tuple(steps.shape)} after stacking")
+    return steps
 
 
 def _generated_sequences(generated_ids) -> List[List[int]]:

@@ -171,6 +171,11 @@ def test_expectation_decoding_lifts_each_coordinate_to_the_mean_of_its_bins(pipe
         scores = model.sequence_scores(model.generate(**inputs), **inputs)
         expected = processor.tokenizer.expected_pose(scores[0], 17)[0]
         np.testing.assert_allclose(result["keypoints_3d"][t], expected, rtol=1e-4, atol=1e-2)
+    # generate()'s own per-step scores (constrained: -inf outside each step's axis) give the same coordinates.
+    generated = model.generate(**inputs, output_scores=True, return_dict_in_generate=True)
+    from_generate = processor.post_process(generated.sequences, task="pose_estimation", layout="h36m17",
+                                           scores=generated.scores, pose_decoding="expectation")[0]["keypoints_3d"]
+    np.testing.assert_allclose(from_generate[0], expected, rtol=1e-4, atol=1e-2)
     with pytest.raises(ValueError, match="pose_decoding must be one of"):
         pipe(keypoints, pose_decoding="mode", **options)
     # The processor's saved pose_decoding is the pipeline's default; a call argument overrides it.
