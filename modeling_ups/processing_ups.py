@@ -217,8 +217,9 @@ class UPSProcessor(ProcessorMixin):
         layouts = _per_sample(layout, len(sequences), "layout")
         step_scores = _step_scores(scores)
         if pose_decoding == "expectation" and step_scores is None and any(map(task_emits_pose, tasks)):
-            raise ValueError("pose_decoding='expectation' needs every step's scores: pass scores=model.sequence_scores"
-                             "(sequences, ...) or generate(..., output_scores=True, return_dict_in_generate=True).scores")
+            raise ValueError("pose_decoding='expectation' needs every step's scores: pass scores=model."
+                             "sequence_scores(sequences, ...) or generate()'s scores (output_scores=True, "
+                             "return_dict_in_generate=True)")
         is_label = [not task_emits_pose(t) for t in tasks]
         probabilities = self._label_probabilities(scores if step_scores is None else step_scores[:, 0], is_label)
         results = []

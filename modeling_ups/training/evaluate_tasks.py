@@ -6,10 +6,10 @@
   class probabilities averaged over that many clips of each sample (the first at the segments' centres, the others
   a random frame of each segment: pyskl's test-time ``num_clips``).
 - Pose estimation: ``generate()`` -> bins -> millimetres (bin centres, or with ``pose_decoding="expectation"`` the
-  mean of each coordinate's bin distribution, `UPSTokenizer.expected_pose`); MPJPE and P-MPJPE (overall and per action) against the
-  un-quantised root-relative ground truth, on the frames ``stride`` apart of every test recording (``stride=1``:
-  every frame, VideoPose3D's protocol); ``test_time_flip`` averages each prediction with that of the mirrored input,
-  mirrored back (VideoPose3D's test-time augmentation).
+  mean of each coordinate's bin distribution, `UPSTokenizer.expected_pose`); MPJPE and P-MPJPE (overall and per
+  action) against the un-quantised root-relative ground truth, on the frames ``stride`` apart of every test
+  recording (``stride=1``: every frame, VideoPose3D's protocol); ``test_time_flip`` averages each prediction with
+  that of the mirrored input, mirrored back (VideoPose3D's test-time augmentation).
 - Early action prediction: top-1 at observation ratios 10% .. 100%.
 
 Baselines printed beside the model: the majority training class for classification, the mean training pose
