@@ -72,9 +72,9 @@ class UPSTaskConstrainedLogitsProcessor(LogitsProcessor):
         expand = rows // self.length.shape[0]
         steps = torch.as_tensor(step, device=device)
         # One step gives per-row tables; several steps add a step axis after the rows.
-        per_row = (lambda t: t.repeat_interleave(expand).to(device)[:, None]) if steps.dim() else (
-            lambda t: t.repeat_interleave(expand).to(device))
-        is_pose, length, eot = per_row(self.is_pose), per_row(self.length), per_row(self.eot)
+        shape = (-1,) + (1,) * steps.dim()
+        is_pose, length, eot = (t.repeat_interleave(expand).to(device).view(shape)
+                                for t in (self.is_pose, self.length, self.eot))
         axis_low = self.bin_offset + (steps % 3) * self.num_bins
         low = torch.where(is_pose, axis_low, self.label_range[0])
         high = torch.where(is_pose, axis_low + self.num_bins, self.label_range[1])

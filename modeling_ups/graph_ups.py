@@ -273,8 +273,8 @@ class UPSTaskBatchNorm(nn.Module):
         self.register_buffer("running_var", torch.ones(num_tasks, channels))
 
     def forward(self, hidden_states: torch.Tensor, context: "RowContext") -> torch.Tensor:
-        # Statistics and normalisation in float32 whatever the activations' dtype (as torch's own batch_norm does
-        # under autocast): bfloat16's 8-bit mantissa cannot hold a mean over N * T * V values.
+        # Statistics and normalisation in float32 whatever the activations' dtype (torch's own batch_norm accumulates
+        # in float32 for half-precision input too): bfloat16's 8-bit mantissa cannot hold a mean over N * T * V values.
         input_dtype = hidden_states.dtype
         hidden_states = hidden_states.float()
         if self.training:

@@ -215,16 +215,16 @@ class UPSProcessor(ProcessorMixin):
         check_pose_decoding(pose_decoding)
         tasks = _per_sample(task, len(sequences), "task")
         layouts = _per_sample(layout, len(sequences), "layout")
+        is_label = [not task_emits_pose(t) for t in tasks]
         step_scores = _step_scores(scores)
-        if pose_decoding == "expectation" and step_scores is None and any(map(task_emits_pose, tasks)):
+        if pose_decoding == "expectation" and step_scores is None and not all(is_label):
             raise ValueError("pose_decoding='expectation' needs every step's scores: pass scores=model."
                              "sequence_scores(sequences, ...) or generate()'s scores (output_scores=True, "
                              "return_dict_in_generate=True)")
-        is_label = [not task_emits_pose(t) for t in tasks]
         probabilities = self._label_probabilities(scores if step_scores is None else step_scores[:, 0], is_label)
         results = []
         for b, ids in enumerate(sequences):
-            if task_emits_pose(tasks[b]):
+            if not is_label[b]:
                 name = layouts[b] or self.feature_extractor.default_layout
                 if name is None:
                     raise ValueError("post_process needs layout= to decode pose estimation (no default_layout set)")

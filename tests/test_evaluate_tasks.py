@@ -76,17 +76,30 @@ class _ScriptedLifter:
         return scores
 
 
-def test_every_frame_protocol_and_test_time_flip_average_the_mirrored_prediction():
+@pytest.fixture(scope="module")
+def synthetic_lifting():
+    """(processor, data, frames, layout, truth): the synthetic processor and lifting data, each test recording's frame
+    count, their layout, and the ground truth of every frame of every test recording in order (what stride 1
+    scores)."""
     from datasets_scripts.synthetic import build_synthetic_datasets
     from modeling_ups import UPSProcessor
-    from modeling_ups.evaluation.metrics import mpjpe, p_mpjpe
-    from modeling_ups.training.evaluate_tasks import evaluate_pose_estimation
 
     processor = UPSProcessor.from_pretrained(Path(__file__).resolve().parents[1] / "processors" / "synthetic")
     data = build_synthetic_datasets(num_train=3, num_test=3, seed=0)["pose_estimation_3d"]
     test = data["test"]
     frames = [int(np.asarray(p).shape[0]) for p in test["poses"]]
     layout = get_layout(test[0]["layout"])
+    truth = np.concatenate([_pose_targets([test.with_format("numpy")[r]], [c], layout.name)
+                            for r, n in enumerate(frames) for c in range(n)])
+    return processor, data, frames, layout, truth
+
+
+def test_every_frame_protocol_and_test_time_flip_average_the_mirrored_prediction(synthetic_lifting):
+    from modeling_ups.evaluation.metrics import mpjpe, p_mpjpe
+    from modeling_ups.training.evaluate_tasks import evaluate_pose_estimation
+
+    processor, data, frames, layout, truth = synthetic_lifting
+    test = data["test"]
     rng = np.random.default_rng(0)
     given, mirrored = (rng.normal(scale=300.0, size=(1, layout.num_joints, 3)) for _ in range(2))
     tokenizer = processor.tokenizer
@@ -104,8 +117,6 @@ def test_every_frame_protocol_and_test_time_flip_average_the_mirrored_prediction
     lifter = _ScriptedLifter(tokenizer, [given, mirrored])
     flipped = evaluate_pose_estimation(lifter, processor, data, window=5, stride=1, test_time_flip=True)
     averaged = (quantised[0] + layout.mirror(quantised[1])) / 2
-    truth = np.concatenate([_pose_targets([test.with_format("numpy")[r]], [c], layout.name)
-                            for r, n in enumerate(frames) for c in range(n)])
     assert flipped["mpjpe"] == pytest.approx(float(mpjpe(np.broadcast_to(averaged, truth.shape), truth)), rel=1e-5)
     assert plain["mpjpe"] == pytest.approx(float(mpjpe(np.broadcast_to(quantised[0], truth.shape), truth)), rel=1e-5)
     # VideoPose3D's summary: the mean over (subject, action) groups of the per-frame means within each group.
@@ -123,23 +134,15 @@ def test_every_frame_protocol_and_test_time_flip_average_the_mirrored_prediction
         evaluate_pose_estimation(lifter, processor, data, window=5, stride=0)
 
 
-def test_expectation_decoding_scores_the_mean_of_each_coordinates_bins():
-    from datasets_scripts.synthetic import build_synthetic_datasets
-    from modeling_ups import UPSProcessor
+def test_expectation_decoding_scores_the_mean_of_each_coordinates_bins(synthetic_lifting):
     from modeling_ups.evaluation.metrics import mpjpe
     from modeling_ups.training.evaluate_tasks import evaluate_pose_estimation
 
-    processor = UPSProcessor.from_pretrained(Path(__file__).resolve().parents[1] / "processors" / "synthetic")
-    data = build_synthetic_datasets(num_train=3, num_test=3, seed=0)["pose_estimation_3d"]
-    test = data["test"]
-    frames = [int(np.asarray(p).shape[0]) for p in test["poses"]]
-    layout = get_layout(test[0]["layout"])
+    processor, data, _, layout, truth = synthetic_lifting
     pose = np.random.default_rng(1).normal(scale=300.0, size=(1, layout.num_joints, 3))
     tokenizer = processor.tokenizer
     expected = tokenizer.decode_pose(tokenizer.encode_pose(pose), num_joints=layout.num_joints)
     expected[0, 0, 0] += tokenizer.bin_width[0] / 2
-    truth = np.concatenate([_pose_targets([test.with_format("numpy")[r]], [c], layout.name)
-                            for r, n in enumerate(frames) for c in range(n)])
     result = evaluate_pose_estimation(_ScriptedLifter(tokenizer, [pose]), processor, data, window=5, stride=1,
                                       pose_decoding="expectation")
     assert result["mpjpe"] == pytest.approx(float(mpjpe(np.broadcast_to(expected, truth.shape), truth)), rel=1e-5)

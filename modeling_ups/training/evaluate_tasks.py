@@ -118,6 +118,7 @@ def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_s
         views = [poses]
         if test_time_flip:
             views.append([get_layout(name).mirror(p) for p, name in zip(poses, extra["layout"])])
+        joints = [get_layout(row["layout"]).num_joints for row in rows]
         decoded = []
         for view in views:
             inputs = _to_device(dict(processor(view, task=POSE_ESTIMATION_TASK, return_tensors="pt", **extra)),
@@ -125,7 +126,6 @@ def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_s
             if pose_decoding == "expectation":  # the encoder runs once for generate() and the scores
                 inputs = {"encoder_outputs": model.get_encoder()(**inputs, return_dict=True)}
             generated = model.generate(**inputs)
-            joints = [get_layout(row["layout"]).num_joints for row in rows]
             if pose_decoding == "expectation":
                 scores = model.sequence_scores(generated, **inputs).cpu()
                 decoded.append([tokenizer.expected_pose(s, j, num_frames=k) for s, j in zip(scores, joints)])
