@@ -61,10 +61,12 @@ def precision_context(precision: str = "fp32"):
     raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
 
 
-def compile_encoder(model):
+def compile_encoder(model, **compile_options):
     """``torch.compile`` the encoder in place (the decoder runs one or a few small steps; compiling it would only
-    add recompilations for every new decoder length)."""
-    model.model.encoder = torch.compile(model.model.encoder)
+    add recompilations for every new decoder length). `nn.Module.compile`, not a `torch.compile` wrapper put in the
+    encoder's place: the model reaches its encoder through `encode`, which calls the module itself, so a wrapper's
+    compiled code would never run."""
+    model.model.encoder.compile(**compile_options)
     return model
 
 

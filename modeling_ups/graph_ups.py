@@ -281,18 +281,27 @@ class UPSTaskBatchNorm(nn.Module):
             mean = hidden_states.mean((0, 2, 3))
             var = hidden_states.var((0, 2, 3), unbiased=False)
             with torch.no_grad():
-                for task in context.task_ids.unique().tolist():
-                    rows = hidden_states[context.task_ids == task].detach()
-                    count = rows.numel() // rows.shape[1]
-                    task_var = rows.var((0, 2, 3), unbiased=False) * count / max(count - 1, 1)
-                    self.running_mean[task].lerp_(rows.mean((0, 2, 3)).to(self.running_mean.dtype), self.momentum)
-                    self.running_var[task].lerp_(task_var.to(self.running_var.dtype), self.momentum)
+                self._update_running_statistics(hidden_states.detach(), context.task_ids)
             mean, var = mean[None, :, None, None], var[None, :, None, None]
         else:
             mean = self.running_mean[context.task_ids][:, :, None, None]
             var = self.running_var[context.task_ids][:, :, None, None]
         normed = (hidden_states - mean) * torch.rsqrt(var + self.eps)
         return (normed * self.weight[:, None, None] + self.bias[:, None, None]).to(input_dtype)
+
+    def _update_running_statistics(self, hidden_states: torch.Tensor, task_ids: torch.Tensor) -> None:
+        """Move each task's running mean and unbiased variance towards those of its own rows, every task of the
+        batch at once (one-hot sums, two passes for an exact variance): no per-task indexing or copy of the
+        activations and no host sync, so the layer has no data-dependent shapes. Tasks absent from the batch keep
+        their statistics."""
+        tasks = F.one_hot(task_ids, self.running_mean.shape[0]).to(hidden_states.dtype)  # (N, tasks)
+        count = tasks.sum(0) * (hidden_states[0, 0].numel())  # values per channel of each task
+        task_mean = tasks.t() @ hidden_states.sum((2, 3)) / count.clamp(min=1)[:, None]  # (tasks, C)
+        centred = hidden_states - (tasks @ task_mean)[:, :, None, None]
+        task_var = tasks.t() @ centred.square().sum((2, 3)) / (count - 1).clamp(min=1)[:, None]
+        step = self.momentum * (count > 0).to(hidden_states.dtype)[:, None]
+        self.running_mean.lerp_(task_mean.to(self.running_mean.dtype), step.to(self.running_mean.dtype))
+        self.running_var.lerp_(task_var.to(self.running_var.dtype), step.to(self.running_var.dtype))
 
 
 class UPSConvNorm(nn.Module):

@@ -52,6 +52,25 @@ def test_measure_keeps_every_repeat():
         measure(lambda: None, repeats=0)
 
 
+def test_compile_encoder_compiles_the_encoder_generate_runs(processor):
+    """`run_all.py --compile` times compiled code: generate() reaches the encoder through `encode`, and that call
+    must go through dynamo (traced here with the eager backend, which compiles nothing, to stay fast)."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from harness import make_inputs
+
+    compiled = build_model(load_config("ups-tiny", processor, **TINY))
+    B.compile_encoder(compiled, backend="eager")
+    inputs = make_inputs(compiled.config, "ntu25", 2, 1, 8, "action_recognition_3d")
+    torch._dynamo.reset()
+    counters.clear()
+    tokens = compiled.generate(**inputs)
+    assert counters["stats"]["calls_captured"] > 0
+    torch._dynamo.reset()
+    assert tokens.shape == (2, 3)
+
+
 def test_peak_rss_sees_torch_allocations():
     with PeakRSS() as memory:
         block = torch.ones(64, 1024, 1024)  # 256 MiB outside Python's allocator

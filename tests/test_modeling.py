@@ -697,6 +697,29 @@ def test_optimizer_steps_lower_loss_on_every_task(config):
         assert after[task] < before[task], (task, before[task], after[task])
 
 
+def test_task_batch_norm_moves_each_tasks_statistics_towards_its_own_rows_only():
+    """Training on a batch of mixed tasks: the output is normalised with the whole batch's statistics, and each task
+    present updates its running statistics exactly as torch's BatchNorm2d would from that task's rows alone
+    (unbiased variance, momentum 0.1); a task absent from the batch keeps its statistics."""
+    from modeling_ups.graph_ups import UPSTaskBatchNorm
+
+    torch.manual_seed(0)
+    norm = UPSTaskBatchNorm(num_tasks=4, channels=6).train()
+    norm.running_mean[1] = 0.5  # not the initial value, so "kept" is told from "reset"
+    hidden = torch.randn(10, 6, 7, 5) * 3 + 2
+    task_ids = torch.tensor([0, 2, 2, 0, 0, 2, 3, 3, 0, 3])  # task 1 absent
+    context = type("Context", (), {"task_ids": task_ids})()
+    out = norm(hidden, context)
+    whole = torch.nn.BatchNorm2d(6).train()
+    torch.testing.assert_close(out, whole(hidden))
+    for task in (0, 2, 3):
+        reference = torch.nn.BatchNorm2d(6).train()
+        reference(hidden[task_ids == task])
+        torch.testing.assert_close(norm.running_mean[task], reference.running_mean)
+        torch.testing.assert_close(norm.running_var[task], reference.running_var)
+    assert torch.equal(norm.running_mean[1], torch.full((6,), 0.5)) and torch.equal(norm.running_var[1], torch.ones(6))
+
+
 def test_training_under_bfloat16_autocast_keeps_float32_batch_norm_statistics(config):
     """`examples/train.py --mixed_precision bf16` (Accelerate's CPU autocast): the loss and the task batch norms'
     running statistics are those of float32 training within bfloat16's precision, the statistics stay float32."""

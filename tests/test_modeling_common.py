@@ -891,7 +891,9 @@ class ModelTesterMixin:
                 assert torch.equal(batched[: single.shape[0]], single), key  # routing decisions, masks
             else:
                 assert torch.isfinite(batched).all() and torch.isfinite(single).all(), key
-                torch.testing.assert_close(batched, single, atol=1e-5, rtol=1e-5, msg=lambda text: f"{key}: {text}")
+                # 1e-4: CPU kernels may block and sum differently for another batch size (1.4e-5 seen on an Intel
+                # Xeon); a row that read another row's inputs would differ by orders of magnitude more.
+                torch.testing.assert_close(batched, single, atol=1e-4, rtol=1e-4, msg=lambda text: f"{key}: {text}")
 
         set_seed(42)
         config, inputs = self.model_tester.prepare_config_and_inputs_for_common()
