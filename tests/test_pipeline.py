@@ -359,6 +359,31 @@ def test_save_pretrained_writes_model_processor_and_pipeline_code(pipe, tmp_path
         assert (tmp_path / name).is_file(), name
 
 
+def readme_usage_code() -> str:
+    """The README's "Using a trained model" Python block, as a user copies it."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Using a trained model", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readmes_usage_code_runs_on_a_training_runs_folder(pipe, tmp_path, monkeypatch):
+    """Word for word, on a folder laid out as examples/train.py leaves it (the pipeline's save_pretrained: model,
+    processor, copied code and custom_pipelines, which make transformers' pipeline() ask for trust_remote_code unless
+    it is given a pipeline class); the README's placeholders are a clip.npy and `keypoints_2d`."""
+    pipe.save_pretrained(tmp_path / "outputs" / "ups-demo" / "final")
+    assert "pose-sequence-modeling" in json.loads((tmp_path / "outputs/ups-demo/final/config.json").read_text())[
+        "custom_pipelines"]
+    np.save(tmp_path / "clip.npy", motion(14, 25, 3, persons=None).astype(np.float32))
+    monkeypatch.chdir(tmp_path)
+    namespace = {"keypoints_2d": (motion(12, 17, 2, persons=None, seed=3) * 200 + 400).astype(np.float32)}
+    exec(compile(readme_usage_code(), "README.md", "exec"), namespace)
+    assert isinstance(namespace["ups"], PoseSequenceModelingPipeline)
+    lifted = namespace["ups"](namespace["keypoints_2d"], task="pose_estimation", layout="h36m17", frames="all")
+    assert lifted["keypoints_3d"].shape == (12, 17, 3)
+
+
 def test_fresh_process_without_the_package_predicts_the_same(pipe, tmp_path):
     folder = tmp_path / "ups-tiny"
     pipe.save_pretrained(folder)
