@@ -295,7 +295,7 @@ class UPSTaskBatchNorm(nn.Module):
         activations and no host sync, so the layer has no data-dependent shapes. Tasks absent from the batch keep
         their statistics."""
         tasks = F.one_hot(task_ids, self.running_mean.shape[0]).to(hidden_states.dtype)  # (N, tasks)
-        count = tasks.sum(0) * (hidden_states[0, 0].numel())  # values per channel of each task
+        count = tasks.sum(0) * hidden_states[0, 0].numel()  # values per channel of each task
         task_mean = tasks.t() @ hidden_states.sum((2, 3)) / count.clamp(min=1)[:, None]  # (tasks, C)
         centred = hidden_states - (tasks @ task_mean)[:, :, None, None]
         task_var = tasks.t() @ centred.square().sum((2, 3)) / (count - 1).clamp(min=1)[:, None]

@@ -7,6 +7,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -361,8 +362,6 @@ def test_save_pretrained_writes_model_processor_and_pipeline_code(pipe, tmp_path
 
 def readme_usage_code() -> str:
     """The README's "Using a trained model" Python block, as a user copies it."""
-    from pathlib import Path
-
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme.split("## Using a trained model", 1)[1]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
