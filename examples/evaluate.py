@@ -3,9 +3,13 @@
 
     python examples/evaluate.py --model outputs/ups-demo/final                      # synthetic test splits
     python examples/evaluate.py --model org/ups --dataset action_recognition_3d=data/nw_ucla --tasks action_recognition_3d
+    python examples/evaluate.py --model runs/joint/final --model runs/bone/final --dataset action_recognition_3d=data/nw_ucla
 
 Action recognition: top-1 / top-5. Pose estimation: MPJPE and P-MPJPE in millimetres, overall and per action.
 Early action prediction: top-1 at observation ratios 10% .. 100%. Prints a table and writes JSON (``--output``).
+Several ``--model`` fuse their class probabilities (``--fusion_weights``, default equal): the multi-stream score
+fusion of CTR-GCN and pyskl, e.g. a joint model and a bone model (``--config_overrides
+joint_input=false,root_relative_input=false,bone_input=true`` in examples/train.py).
 """
 
 import argparse
@@ -32,7 +36,10 @@ from modeling_ups.utils.text_embeddings import vocabulary_record  # noqa: E402
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="checkpoint folder or Hub id")
+    p.add_argument("--model", required=True, action="append",
+                   help="checkpoint folder or Hub id; repeat it to fuse the class scores of several models")
+    p.add_argument("--fusion_weights", type=float, nargs="+", metavar="W",
+                   help="one weight per --model for score fusion (default: equal weights)")
     p.add_argument("--dataset", action="append", default=[], metavar="TASK=PATH",
                    help="saved `datasets` folder or Hub id per task (repeatable); default: synthetic test data")
     p.add_argument("--tasks", help="comma-separated tasks (default: those of --dataset, else all four)")
@@ -73,20 +80,39 @@ def parse_args(argv=None):
     unknown = [t for t in args.tasks if t not in UPS_TASKS]
     if unknown:
         p.error(f"unknown tasks {unknown}; choose from {list(UPS_TASKS)}")
+    if args.fusion_weights is None:
+        args.fusion_weights = [1.0] * len(args.model)
+    if len(args.fusion_weights) != len(args.model) or min(args.fusion_weights) <= 0:
+        p.error(f"--fusion_weights needs one positive weight per --model ({len(args.model)}), got "
+                f"{args.fusion_weights}")
     return args
+
+
+def load_model(name: str, args):
+    """A checkpoint's model (eval mode) and processor, checked against each other."""
+    model = AutoModel.from_pretrained(name, trust_remote_code=args.trust_remote_code,
+                                      dtype=getattr(torch, args.dtype)).eval()
+    processor = AutoProcessor.from_pretrained(name, trust_remote_code=args.trust_remote_code)
+    processor.check_model_config(model.config)
+    return model, processor
 
 
 def main(argv=None):
     args = parse_args(argv)
-    model = AutoModel.from_pretrained(args.model, trust_remote_code=args.trust_remote_code,
-                                      dtype=getattr(torch, args.dtype)).eval()
-    processor = AutoProcessor.from_pretrained(args.model, trust_remote_code=args.trust_remote_code)
-    processor.check_model_config(model.config)
+    model, processor = load_model(args.model[0], args)
+    # Probabilities are ranked, so only the weights' ratios matter: the first model keeps weight 1.
+    fused = [(*load_model(name, args), weight / args.fusion_weights[0])
+             for name, weight in zip(args.model[1:], args.fusion_weights[1:])]
     datasets = load_task_datasets(args, processor, build_synthetic=build_synthetic_datasets)
     results = evaluate_all_tasks(model, processor, datasets, args.tasks, batch_size=args.batch_size,
                                  max_samples=args.max_eval_samples, pose_window=args.pose_window,
                                  pose_stride=args.pose_eval_stride, test_time_flip=args.test_time_flip,
-                                 test_clips=args.test_clips, pose_decoding=args.pose_decoding)
+                                 test_clips=args.test_clips, pose_decoding=args.pose_decoding, fused=fused)
+    if fused:
+        fusion = [{"model": name, "weight": weight} for name, weight in zip(args.model, args.fusion_weights)]
+        print("score fusion of " + ", ".join(f"{m['model']} (weight {m['weight']:g})" for m in fusion))
+        for r in results.values():
+            r["score_fusion"] = fusion
     # examples/train.py records "none" when the vocabulary embeddings stayed random (no text encoder).
     vocabulary = vocabulary_record(model.config.text_encoder_name_or_path)
     print(format_results_table(results, vocabulary_init=vocabulary["vocabulary_init"] if vocabulary["random_vocabulary"]

@@ -163,6 +163,11 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
             extractor resamples them to this length beforehand.
         input_channels (`int`, *optional*, defaults to 3):
             Coordinates per joint fed to the model (2D input is padded with a zero Z, as in the paper).
+        joint_input (`bool`, *optional*, defaults to `True`):
+            Feed the joint tokenizer the coordinates themselves (the joint stream). `False` together with
+            `root_relative_input=False` and `bone_input` (or `motion_input`) makes a model of that stream alone, as
+            CTR-GCN's and pyskl's bone and motion models are, whose class scores are fused with a joint model's at
+            test time (`examples/evaluate.py` with several `--model`).
         root_relative_input (`bool`, *optional*, defaults to `True`):
             Feed the joint tokenizer every joint's coordinates twice: as given (centred on the first frame's root, so
             they carry the body's trajectory) and relative to the same frame's root (the body's shape wherever it
@@ -267,6 +272,7 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
     max_persons: int = 2
     max_frames: int = 300
     input_channels: int = 3
+    joint_input: bool = True
     root_relative_input: bool = True
     bone_input: bool = False
     motion_input: bool = False
@@ -324,6 +330,11 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
                     f"{name}={value!r} is no longer supported (ups 0.3 keeps only {name}={only_value!r}, the value of "
                     "every preset and recipe); docs/design.md records why"
                 )
+        if not (self.joint_input or self.root_relative_input or self.bone_input or self.motion_input):
+            raise ValueError(
+                "the joint tokenizer needs at least one input stream: set joint_input, root_relative_input, "
+                "bone_input or motion_input"
+            )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if not 0.0 <= self.decoder_token_dropout <= 1.0:
@@ -389,7 +400,7 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
     @property
     def tokenizer_input_channels(self) -> int:
         """Channels of the joint tokenizer's input: the coordinates, then each enabled stream of them."""
-        streams = 1 + int(self.root_relative_input) + int(self.bone_input) + int(self.motion_input)
+        streams = int(self.joint_input) + int(self.root_relative_input) + int(self.bone_input) + int(self.motion_input)
         return self.input_channels * streams
 
     @property

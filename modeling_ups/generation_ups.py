@@ -10,7 +10,12 @@ independent decoder blocks, decoded side by side: ``3 * J`` calls. A decoder tha
 
 import torch
 from transformers import GenerationMixin
-from transformers.generation import GenerateEncoderDecoderOutput, LogitsProcessor, LogitsProcessorList
+from transformers.generation import (
+    GenerateBeamEncoderDecoderOutput,
+    GenerateEncoderDecoderOutput,
+    LogitsProcessor,
+    LogitsProcessorList,
+)
 from transformers.modeling_outputs import Seq2SeqLMOutput
 from transformers.utils import ModelOutput
 
@@ -279,7 +284,13 @@ class UPSGenerationMixin(GenerationMixin):
             return False
         if kwargs.get("do_sample", defaults.do_sample) or (kwargs.get("num_return_sequences") or 1) != 1:
             return False
-        if any(kwargs.get(k) for k in ("output_scores", "output_logits", "output_attentions", "output_hidden_states")):
+        if any(self._generation_setting(kwargs, k) for k in ("output_attentions", "output_hidden_states")):
+            return False
+        # Per-step scores come free only from the one call of a decoder that does not read its outputs; the other
+        # fast paths force the end-of-task step without a model call, so they have no scores for it.
+        if not self.config.parallel_decoding and any(
+            self._generation_setting(kwargs, k) for k in ("output_scores", "output_logits")
+        ):
             return False
         eos = kwargs["eos_token_id"]
         # Without EOS ids generation runs to the maximum length, which the fast path does not reproduce.
@@ -290,13 +301,51 @@ class UPSGenerationMixin(GenerationMixin):
             return kwargs["max_new_tokens"] >= constraint.max_new_tokens
         return kwargs["max_length"] >= constraint.max_new_tokens + 1
 
+    def _generation_setting(self, kwargs: dict, name: str):
+        """A generate() option: the call's, else the model's generation config's."""
+        return kwargs.get(name, getattr(self.generation_config, name, None))
+
     @torch.no_grad()
     def _generate_greedy(self, encoder_outputs, constraint: UPSTaskConstrainedLogitsProcessor, kwargs):
-        """generate()'s greedy tokens without its per-step machinery (see `_greedy_tokens`)."""
-        tokens = self._greedy_tokens(encoder_outputs, constraint)
-        if kwargs.get("return_dict_in_generate", self.generation_config.return_dict_in_generate):
-            return GenerateEncoderDecoderOutput(sequences=tokens)
-        return tokens
+        """generate()'s greedy tokens without its per-step machinery (see `_greedy_tokens`); with
+        `config.parallel_decoding`, also its per-step `scores` and `logits` when asked for."""
+        if not self._generation_setting(kwargs, "return_dict_in_generate"):
+            return self._greedy_tokens(encoder_outputs, constraint)
+        want_scores, want_logits = (bool(self._generation_setting(kwargs, name))
+                                    for name in ("output_scores", "output_logits"))
+        if not (want_scores or want_logits):
+            return GenerateEncoderDecoderOutput(sequences=self._greedy_tokens(encoder_outputs, constraint))
+        tokens, logits = self._generate_in_one_call(encoder_outputs, constraint, with_logits=True)
+        steps = torch.arange(logits.shape[1], device=logits.device)
+        return GenerateEncoderDecoderOutput(
+            sequences=tokens,
+            scores=tuple(constraint.constrain(steps, logits).unbind(1)) if want_scores else None,
+            logits=tuple(logits.unbind(1)) if want_logits else None,
+        )
+
+    @torch.no_grad()
+    def generate_with_step_logits(self, encoder_outputs, **generate_kwargs) -> tuple[torch.LongTensor, torch.Tensor]:
+        r"""
+        `generate()`'s sequences and the logits each of their tokens was chosen from, `(batch_size, length - 1,
+        vocab_size)` float32 as [`~UPSGenerationMixin.sequence_scores`] gives them, in the fewest decoder calls:
+        with `config.parallel_decoding`, greedy decoding's one call already computed them (`generate(
+        output_logits=True)`); otherwise they are recomputed in one teacher-forced call after decoding, which costs
+        less than transformers' per-step loop. [`UPSTokenizer.expected_pose`] reads a pose row's steps.
+
+        Args:
+            encoder_outputs ([`UPSEncoderOutput`]): the encoder's outputs for the batch.
+            generate_kwargs: further `generate()` options.
+        """
+        if self.config.parallel_decoding:
+            outputs = self.generate(encoder_outputs=encoder_outputs, output_logits=True, return_dict_in_generate=True,
+                                    **generate_kwargs)
+            # Beam search's logits follow the beams at each step, not the returned sequences.
+            if not isinstance(outputs, GenerateBeamEncoderDecoderOutput):
+                return outputs.sequences, torch.stack(outputs.logits, dim=1).float()
+            sequences = outputs.sequences
+        else:
+            sequences = self.generate(encoder_outputs=encoder_outputs, **generate_kwargs)
+        return sequences, self.sequence_scores(sequences, encoder_outputs=encoder_outputs)
 
     def _greedy_tokens(self, encoder_outputs, constraint: UPSTaskConstrainedLogitsProcessor) -> torch.Tensor:
         """Every step's token is the argmax over the tokens the row may emit, the decoder cache carries over from
@@ -328,26 +377,30 @@ class UPSGenerationMixin(GenerationMixin):
             tokens = torch.cat([tokens, chosen[:, None]], dim=1)
         return tokens
 
-    def _generate_in_one_call(self, encoder_outputs, constraint: UPSTaskConstrainedLogitsProcessor) -> torch.Tensor:
+    def _generate_in_one_call(self, encoder_outputs, constraint: UPSTaskConstrainedLogitsProcessor,
+                              with_logits: bool = False):
         """Greedy tokens of a decoder that does not read its outputs (`config.parallel_decoding`): its inputs are
         known before anything is chosen (the start token, then `<unk>`), so one teacher-forced-shaped call over the
         longest row's length gives every step's logits; each row takes its constrained argmax, then its EOT, then
-        `<pad>`."""
+        `<pad>`. ``with_logits`` also returns every step's logits `(rows, longest + 1, vocab)` float32, the last
+        step's too (where every row's token is forced), from one more position of the same call."""
         memory = encoder_outputs.last_hidden_state
         rows, device = memory.shape[0], memory.device
         eot, length = constraint.eot.to(device), constraint.length.to(device)
         longest = int(constraint.length.max())
-        inputs = torch.full((rows, longest), self.config.unk_token_id, dtype=torch.long, device=device)
+        inputs = torch.full((rows, longest + int(with_logits)), self.config.unk_token_id, dtype=torch.long,
+                            device=device)
         inputs[:, 0] = self.config.decoder_start_token_id
         logits = self(encoder_outputs=encoder_outputs, decoder_input_ids=inputs, use_cache=False,
-                      return_dict=True).logits
+                      return_dict=True).logits.float()
         steps = torch.arange(longest + 1, device=device)
-        chosen = constraint.constrain(steps[:-1], logits.float()).argmax(-1)  # every step's constraint at once
+        chosen = constraint.constrain(steps[:-1], logits[:, :longest]).argmax(-1)  # every step's constraint at once
         body = torch.cat([chosen, eot[:, None]], dim=1)
         body = torch.where(steps == length[:, None], eot[:, None], body)
         body = torch.where(steps > length[:, None], self.config.pad_token_id, body)
         start = torch.full((rows, 1), self.config.decoder_start_token_id, dtype=torch.long, device=device)
-        return torch.cat([start, body], dim=1)
+        tokens = torch.cat([start, body], dim=1)
+        return (tokens, logits) if with_logits else tokens
 
     def _generate_frame_blocks(self, encoder_outputs, constraint: UPSTaskConstrainedLogitsProcessor, frames: int):
         """Greedy tokens of pose rows with ``frames`` target frames of the same joint count: the frames' decoder

@@ -185,16 +185,16 @@ class UPSSkeletonGraph(nn.Module):
         return F.pad(step, (0, 0, 0, 1))
 
     def input_streams(self, coordinates: torch.Tensor, layout_ids: torch.Tensor, config: UPSConfig) -> torch.Tensor:
-        """The joint tokenizer's input (N, `config.tokenizer_input_channels`, T, V): the coordinates (zero at padded
-        frames and joints), then each stream the config enables, in a fixed order."""
-        streams = [coordinates]
+        """The joint tokenizer's input (N, `config.tokenizer_input_channels`, T, V): each stream the config enables,
+        in a fixed order: the coordinates (zero at padded frames and joints), root-relative, bone, motion."""
+        streams = [coordinates] if config.joint_input else []
         if config.root_relative_input:
             streams.append(self.root_relative(coordinates, layout_ids))
         if config.bone_input:
             streams.append(self.bones(coordinates, layout_ids))
         if config.motion_input:
             streams.append(self.motion(coordinates, layout_ids))
-        return torch.cat(streams, 1) if len(streams) > 1 else coordinates
+        return torch.cat(streams, 1) if len(streams) > 1 else streams[0]
 
 
 class UPSGraphConvolution(nn.Module):

@@ -267,10 +267,12 @@ class PoseSequenceModelingPipeline(Pipeline):
             encoded = encoder(**chunk, return_dict=True)
             decisions.append(encoded.router_decisions)
             probabilities.append(encoded.router_probs)
-            if is_pose:
+            if is_pose and pose_decoding == "expectation":
+                generated, logits = self.model.generate_with_step_logits(encoded, **generate_kwargs)
+                sequences.append(generated)
+                step_scores.append(logits)
+            elif is_pose:
                 sequences.append(self.model.generate(encoder_outputs=encoded, **generate_kwargs))
-                if pose_decoding == "expectation":
-                    step_scores.append(self.model.sequence_scores(sequences[-1], encoder_outputs=encoded))
             else:
                 label_scores.append(self.model.label_scores(encoder_outputs=encoded))
         outputs = {"num_rows": num_rows, "num_input_frames": model_inputs["num_input_frames"],

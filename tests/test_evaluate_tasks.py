@@ -2,6 +2,7 @@
 window from the window's first target frame, the recording's last frame repeated beyond its end (as the windows
 repeat it)."""
 
+import copy
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -67,13 +68,14 @@ class _ScriptedLifter:
     def get_encoder(self):
         return lambda pose_values, **_: SimpleNamespace(rows=pose_values.shape[0])
 
-    def sequence_scores(self, sequences, encoder_outputs, **_):
-        """Peaked at each generated token, and as likely at the bin after the first x token: the expectation moves
-        that coordinate by half a bin."""
+    def generate_with_step_logits(self, encoder_outputs, **_):
+        """The generated tokens, and step logits peaked at each of them and as likely at the bin after the first x
+        token: the expectation moves that coordinate by half a bin."""
+        sequences = self.generate(encoder_outputs=encoder_outputs)
         scores = torch.zeros(*sequences[:, 1:].shape, self.tokenizer.vocab_size)
         scores.scatter_(2, sequences[:, 1:, None], 60.0)
         scores[:, 0].scatter_(1, sequences[:, 1:2] + 1, 60.0)
-        return scores
+        return sequences, scores
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +222,36 @@ def test_several_test_clips_average_the_class_probabilities():
     assert not torch.equal(two.inputs[1], two.inputs[0])
     with pytest.raises(ValueError, match="num_clips must be at least 1"):
         evaluate_classification(one, processor, "action_recognition_3d", data, num_clips=0)
+
+
+def test_score_fusion_adds_each_members_weighted_probabilities_collated_by_its_own_processor():
+    from datasets_scripts.synthetic import build_synthetic_datasets
+    from modeling_ups import UPSProcessor
+    from modeling_ups.training.evaluate_tasks import dataset_label_token_ids, evaluate_all_tasks, evaluate_classification
+
+    synthetic = UPSProcessor.from_pretrained(Path(__file__).resolve().parents[1] / "processors" / "synthetic")
+    joint_processor, bone_processor = copy.deepcopy(synthetic), copy.deepcopy(synthetic)
+    joint_processor.feature_extractor.num_frames, bone_processor.feature_extractor.num_frames = 8, 12
+    data = build_synthetic_datasets(num_train=4, num_test=4, seed=0)["action_recognition_3d"]
+    labels = np.asarray(data["test"]["label"])
+    token_ids = dataset_label_token_ids(data["test"], synthetic.tokenizer)
+    n, width = len(labels), int(token_ids.max()) + 1
+    # The joint model prefers a wrong class (logit 2 against 1 for the truth); the bone model the true one, less
+    # sharply (1 against 0 for every other class). With the dataset's 12 classes, equal weights: wrong wins (0.37 +
+    # 0.07 against 0.14 + 0.20 for the truth); the bone model at weight 3: the truth wins (0.14 + 0.59 against 0.37
+    # + 0.22).
+    wrong = token_ids[(labels + 1) % len(token_ids)]
+    joint, bone = np.zeros((n, width), np.float32), np.zeros((n, width), np.float32)
+    joint[np.arange(n), wrong], joint[np.arange(n), token_ids[labels]] = 2.0, 1.0
+    bone[np.arange(n), token_ids[labels]] = 1.0
+    evaluate = lambda weight: evaluate_classification(  # noqa: E731
+        _ScriptedClassifier([joint]), joint_processor, "action_recognition_3d", data, batch_size=n,
+        fused=[(_ScriptedClassifier([bone]), bone_processor, weight)])["top1"]
+    assert evaluate(1.0) == 0.0 and evaluate(3.0) == 1.0
+    member = _ScriptedClassifier([bone])
+    evaluate_classification(_ScriptedClassifier([joint]), joint_processor, "action_recognition_3d", data,
+                            batch_size=n, fused=[(member, bone_processor, 1.0)])
+    assert member.inputs[0].shape[2] == 12  # (N, persons, frames, ...): the member's own processor's frames
+    with pytest.raises(ValueError, match="score fusion .* is for the classification tasks"):
+        evaluate_all_tasks(_ScriptedClassifier([joint]), joint_processor, {"pose_estimation_3d": data},
+                           ["pose_estimation_3d"], fused=[(member, bone_processor, 1.0)])

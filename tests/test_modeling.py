@@ -362,6 +362,36 @@ def test_parallel_decoding_takes_one_decoder_call_and_equals_transformers_greedy
                                   autoregressive(**batch, labels=labels).logits)
 
 
+def test_parallel_decoding_returns_transformers_scores_and_logits_from_its_one_call():
+    """generate(output_scores=True, output_logits=True) stays on the one-call path with `parallel_decoding` and
+    returns what transformers' greedy search returns, the forced end-of-task step's too; `generate_with_step_logits`
+    takes them from that call, and equals decoding then `sequence_scores` (its route for other decoders)."""
+    config = tiny_config(parallel_decoding=True)
+    model = build_model(config).eval()
+    batch = make_batch(config, [dict(layout="h36m17", frames=10, task="pose_estimation_3d", two_d=True),
+                                dict(layout="humaneva15", frames=8, task="pose_estimation_3d", two_d=True),
+                                dict(layout="coco17", frames=9, task="early_action_prediction_3d")], seed=6)
+    options = dict(output_scores=True, output_logits=True, return_dict_in_generate=True)
+    fast, calls, general = generate_fast_and_general(model, batch, **options)
+    assert calls == 1
+    assert torch.equal(fast.sequences, general.sequences)
+    assert len(fast.scores) == len(general.scores) == len(fast.logits) == len(general.logits) == 3 * 17 + 1
+    for mine, theirs in [*zip(fast.scores, general.scores), *zip(fast.logits, general.logits)]:
+        torch.testing.assert_close(mine, theirs)
+    encoded = model.get_encoder()(**batch, return_dict=True)
+    decoder_calls = []
+    handle = model.model.decoder.register_forward_hook(lambda *args: decoder_calls.append(1))
+    try:
+        sequences, logits = model.generate_with_step_logits(encoded)
+    finally:
+        handle.remove()
+    assert len(decoder_calls) == 1
+    assert torch.equal(sequences, general.sequences)
+    torch.testing.assert_close(logits, model.sequence_scores(sequences, encoder_outputs=encoded))
+    beams, beam_logits = model.generate_with_step_logits(encoded, num_beams=2)  # beams' logits follow the beams
+    torch.testing.assert_close(beam_logits, model.sequence_scores(beams, encoder_outputs=encoded))
+
+
 def test_constraint_of_several_steps_at_once_equals_one_step_at_a_time(config):
     """The one-call decoding masks every step's scores at once; the tables must be the per-step ones."""
     batch = make_batch(config, [dict(layout="h36m17", frames=6, task="pose_estimation_3d", two_d=True),
@@ -964,14 +994,18 @@ def test_motion_is_the_displacement_to_the_next_frame_and_stops_at_missing_frame
     assert (motion[0, :, 0:2, 7] == 0).all()  # into and out of the missed frame
 
 
+BONE_ALONE = {"joint_input": False, "root_relative_input": False, "bone_input": True}
+
+
 @pytest.mark.parametrize("streams", [{}, {"root_relative_input": False}, {"bone_input": True},
-                                     {"motion_input": True}, {"bone_input": True, "motion_input": True}])
+                                     {"motion_input": True}, {"bone_input": True, "motion_input": True}, BONE_ALONE,
+                                     {"joint_input": False, "root_relative_input": False, "motion_input": True}])
 def test_input_streams_set_the_tokenizers_input_channels(streams):
     config = tiny_config(**streams)
     model = build_model(config)
     first = model.model.encoder.joint_tokenizer.layers[0].graph.graph_conv.value
-    expected = 1 + streams.get("root_relative_input", True) + streams.get("bone_input", False) + streams.get(
-        "motion_input", False)
+    expected = (streams.get("joint_input", True) + streams.get("root_relative_input", True)
+                + streams.get("bone_input", False) + streams.get("motion_input", False))
     assert first.in_channels == 3 * expected == config.tokenizer_input_channels
     # Only a model with the motion stream normalises it, so checkpoints without streams keep their parameters.
     has_norm = any(name.startswith("model.encoder.joint_tokenizer.motion_norm") for name in model.state_dict())
@@ -979,6 +1013,22 @@ def test_input_streams_set_the_tokenizers_input_channels(streams):
     batch = make_batch(config, MIXED)
     outputs = model.model.encoder(**batch)
     assert outputs.last_hidden_state.shape[-1] == config.d_model and torch.isfinite(outputs.last_hidden_state).all()
+
+
+def test_a_bone_stream_model_sees_only_the_bones():
+    config = tiny_config(**BONE_ALONE)
+    graph = build_model(config).model.encoder.graph
+    coords = torch.randn(2, 3, 6, config.max_joints)
+    layout_ids = torch.tensor([0, 0])
+    torch.testing.assert_close(graph.input_streams(coords, layout_ids, config), graph.bones(coords, layout_ids))
+    # Bones do not move with the body: a shifted clip gives the bone model the same input.
+    shifted = coords + torch.tensor([0.5, -1.0, 2.0])[None, :, None, None]
+    torch.testing.assert_close(graph.input_streams(shifted, layout_ids, config), graph.bones(coords, layout_ids))
+
+
+def test_a_model_without_any_input_stream_is_refused():
+    with pytest.raises(ValueError, match="at least one input stream"):
+        tiny_config(joint_input=False, root_relative_input=False)
 
 
 # ------------------------------------------------------------------------------------------------ decoder inputs

@@ -79,6 +79,29 @@ def test_results_table_and_baselines_are_written(trained_run):
     assert 0.0 <= on_disk["tasks_results"]["action_recognition_3d"]["top1"] <= 1.0
 
 
+def test_evaluate_fuses_the_class_scores_of_several_checkpoints(trained_run, tmp_path):
+    """examples/evaluate.py as a user runs it, with the run's checkpoint given twice at weights 1 and 2: the fused
+    probabilities are the model's times 3, so every figure equals the training run's own evaluation of the same
+    test clips, and the JSON names the members."""
+    out, results = trained_run
+    tasks = ["action_recognition_3d", "early_action_prediction_3d"]
+    final = str(out / "final")
+    cmd = [sys.executable, str(REPO / "examples" / "evaluate.py"), "--model", final, "--model", final,
+           "--fusion_weights", "1", "2", "--tasks", ",".join(tasks), "--num_train_samples", "48",
+           "--num_eval_samples", "16", "--seed", "3", "--max_eval_samples", "8", "--batch_size", "8",
+           "--output", str(tmp_path / "fused.json")]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"score fusion of {final} (weight 1), {final} (weight 2)" in proc.stdout
+    fused = json.loads((tmp_path / "fused.json").read_text())
+    for task in tasks:
+        assert fused[task].pop("score_fusion") == [{"model": final, "weight": 1.0}, {"model": final, "weight": 2.0}]
+        assert fused[task] == results["tasks_results"][task], task
+    refused = subprocess.run(cmd[:-2] + ["--fusion_weights", "1"], env=_env(), capture_output=True, text=True,
+                             timeout=300, cwd=REPO)
+    assert refused.returncode == 2 and "--fusion_weights needs one positive weight per --model (2)" in refused.stderr
+
+
 def test_a_run_without_text_encoder_says_so_in_table_results_and_card(trained_run):
     out, results = trained_run  # SMALL trains with --text_encoder none
     assert results["random_vocabulary"] is True and results["text_encoder"] is None

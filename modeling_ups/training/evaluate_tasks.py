@@ -11,12 +11,14 @@
   recording (``stride=1``: every frame, VideoPose3D's protocol); ``test_time_flip`` averages each prediction with
   that of the mirrored input, mirrored back (VideoPose3D's test-time augmentation).
 - Early action prediction: top-1 at observation ratios 10% .. 100%.
+- Score fusion (recognition and early prediction): the weighted sum of several models' class probabilities, each
+  model with its own processor (CTR-GCN's and pyskl's multi-stream ensembles of joint, bone and motion models).
 
 Baselines printed beside the model: the majority training class for classification, the mean training pose
 for pose estimation.
 """
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -47,29 +49,45 @@ def dataset_label_token_ids(dataset, tokenizer) -> np.ndarray:
     return np.asarray([tokenizer.label_id(name) for name in names])
 
 
+def _class_probabilities(model, processor, task: str, test, batch_size: int, observation_ratio, num_clips: int,
+                         ) -> np.ndarray:
+    """(N, classes) probabilities of ``test``'s classes, averaged over ``num_clips`` clips of each sample."""
+    token_ids = torch.as_tensor(dataset_label_token_ids(test, processor.tokenizer) - model.config.label_token_offset)
+    rows = test.with_format("numpy")
+    probabilities = 0.0
+    for clip in range(num_clips):
+        collate = TaskCollator(processor, task, test, train=False, observation_ratio=observation_ratio, test_clip=clip)
+        scores = []
+        for start in range(0, len(test), batch_size):
+            chunk = [rows[i] for i in range(start, min(start + batch_size, len(test)))]
+            batch = collate([((0, start + i), row) for i, row in enumerate(chunk)])
+            inputs = _to_device(batch, model.device)
+            inputs.pop("labels", None)
+            scores.append(model.label_scores(**inputs)[:, token_ids].float().softmax(-1).cpu().numpy())
+        probabilities = probabilities + np.concatenate(scores)
+    return probabilities / num_clips
+
+
 def evaluate_classification(model, processor, task: str, data, batch_size: int = 64,
-                            max_samples: Optional[int] = None, observation_ratios=None, num_clips: int = 1) -> Dict:
+                            max_samples: Optional[int] = None, observation_ratios=None, num_clips: int = 1,
+                            fused: Sequence[Tuple[object, object, float]] = ()) -> Dict:
+    """Top-1 / top-5 of ``model`` (or, per observation ratio, top-1) on ``data["test"]``.
+
+    ``fused``: further ``(model, processor, weight)`` members, each with its own processor (its frames, streams and
+    normalisation), whose class probabilities are added with that weight to ``model``'s (weight 1) before ranking:
+    the score fusion of a joint and a bone model that CTR-GCN and pyskl report as their multi-stream figures."""
     if num_clips < 1:
         raise ValueError(f"num_clips must be at least 1, got {num_clips}")
     test = _limit(data["test"], max_samples)
-    token_ids = torch.as_tensor(dataset_label_token_ids(test, processor.tokenizer) - model.config.label_token_offset)
     labels = np.asarray(test["label"])
     ratios = observation_ratios if observation_ratios is not None else [None]
-    rows = test.with_format("numpy")
+    members = [(model, processor, 1.0), *fused]
     accuracies = {}
     for ratio in ratios:
-        probabilities = 0.0
-        for clip in range(num_clips):
-            collate = TaskCollator(processor, task, test, train=False, observation_ratio=ratio, test_clip=clip)
-            scores = []
-            for start in range(0, len(test), batch_size):
-                chunk = [rows[i] for i in range(start, min(start + batch_size, len(test)))]
-                batch = collate([((0, start + i), row) for i, row in enumerate(chunk)])
-                inputs = _to_device(batch, model.device)
-                inputs.pop("labels", None)
-                scores.append(model.label_scores(**inputs)[:, token_ids].float().softmax(-1).cpu().numpy())
-            probabilities = probabilities + np.concatenate(scores)
-        accuracies[ratio] = topk_accuracy(probabilities / num_clips, labels, k=(1, 5))
+        probabilities = sum(weight * _class_probabilities(member, member_processor, task, test, batch_size, ratio,
+                                                          num_clips)
+                            for member, member_processor, weight in members)
+        accuracies[ratio] = topk_accuracy(probabilities, labels, k=(1, 5))
     train_labels = np.asarray(data["train"]["label"])
     majority = np.bincount(train_labels[train_labels >= 0]).argmax()
     result = {"num_samples": int(len(test)), "majority_baseline_top1": float(np.mean(labels == majority))}
@@ -123,13 +141,11 @@ def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_s
         for view in views:
             inputs = _to_device(dict(processor(view, task=POSE_ESTIMATION_TASK, return_tensors="pt", **extra)),
                                 model.device)
-            if pose_decoding == "expectation":  # the encoder runs once for generate() and the scores
-                inputs = {"encoder_outputs": model.get_encoder()(**inputs, return_dict=True)}
-            generated = model.generate(**inputs)
             if pose_decoding == "expectation":
-                scores = model.sequence_scores(generated, **inputs).cpu()
-                decoded.append([tokenizer.expected_pose(s, j, num_frames=k) for s, j in zip(scores, joints)])
+                _, scores = model.generate_with_step_logits(model.get_encoder()(**inputs, return_dict=True))
+                decoded.append([tokenizer.expected_pose(s, j, num_frames=k) for s, j in zip(scores.cpu(), joints)])
             else:
+                generated = model.generate(**inputs)
                 decoded.append([tokenizer.decode_pose(ids, num_joints=j, num_frames=k)
                                 for ids, j in zip(generated.cpu().tolist(), joints)])
         for i, (row, centre) in enumerate(zip(rows, centres)):
@@ -169,10 +185,16 @@ def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_s
 def evaluate_all_tasks(model, processor, datasets: Dict, tasks: List[str], batch_size: int = 64,
                        max_samples: Optional[int] = None, accelerator=None, pose_window: Optional[int] = None,
                        pose_stride: int = 5, test_time_flip: bool = False, test_clips: int = 1,
-                       pose_decoding: Optional[str] = None) -> Dict:
+                       pose_decoding: Optional[str] = None, fused: Sequence[Tuple[object, object, float]] = ()
+                       ) -> Dict:
     """Evaluate every task on its test split (main process only; other processes return None). ``pose_stride``,
     ``test_time_flip`` and ``pose_decoding``: see :func:`evaluate_pose_estimation`; ``test_clips``: clips averaged
-    per recognition sample (``num_clips`` of :func:`evaluate_classification`; early prediction keeps one)."""
+    per recognition sample (``num_clips`` of :func:`evaluate_classification`; early prediction keeps one);
+    ``fused``: models (in eval mode) whose class scores are fused with ``model``'s
+    (:func:`evaluate_classification`)."""
+    if fused and POSE_ESTIMATION_TASK in tasks:
+        raise ValueError(f"score fusion (several models) is for the classification tasks {CLASSIFICATION_TASKS}; "
+                         f"evaluate {POSE_ESTIMATION_TASK} with one model")
     if accelerator is not None and not accelerator.is_main_process:
         return None
     was_training = model.training
@@ -185,10 +207,10 @@ def evaluate_all_tasks(model, processor, datasets: Dict, tasks: List[str], batch
                                                      test_time_flip=test_time_flip, pose_decoding=pose_decoding)
         elif task == "early_action_prediction_3d":
             results[task] = evaluate_classification(model, processor, task, datasets[task], batch_size, max_samples,
-                                                    observation_ratios=OBSERVATION_RATIOS)
+                                                    observation_ratios=OBSERVATION_RATIOS, fused=fused)
         else:
             results[task] = evaluate_classification(model, processor, task, datasets[task], batch_size, max_samples,
-                                                    num_clips=test_clips)
+                                                    num_clips=test_clips, fused=fused)
     model.train(was_training)
     return results
 
