@@ -226,10 +226,9 @@ class UPSGenerationMixin(GenerationMixin):
                 as in [`UPSForPoseSequenceModeling.forward`].
         """
         user_config = kwargs.get("generation_config")
-        settings = user_config if user_config is not None else self.generation_config
 
         def setting(name):
-            return kwargs.get(name, getattr(settings, name, None))
+            return self._generation_setting(kwargs, name)
 
         _refuse_assisted_decoding(setting)
         if pose_values is None and "inputs" in kwargs:
@@ -302,8 +301,10 @@ class UPSGenerationMixin(GenerationMixin):
         return kwargs["max_length"] >= constraint.max_new_tokens + 1
 
     def _generation_setting(self, kwargs: dict, name: str):
-        """A generate() option: the call's, else the model's generation config's."""
-        return kwargs.get(name, getattr(self.generation_config, name, None))
+        """A generate() option: the call's, else its `generation_config`'s if it passes one, else the model's."""
+        user_config = kwargs.get("generation_config")
+        settings = user_config if user_config is not None else self.generation_config
+        return kwargs.get(name, getattr(settings, name, None))
 
     @torch.no_grad()
     def _generate_greedy(self, encoder_outputs, constraint: UPSTaskConstrainedLogitsProcessor, kwargs):
