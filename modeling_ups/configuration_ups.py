@@ -399,7 +399,7 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
 
     @property
     def tokenizer_input_channels(self) -> int:
-        """Channels of the joint tokenizer's input: the coordinates, then each enabled stream of them."""
+        """Channels of the joint tokenizer's input: each enabled stream (coordinates, root-relative, bone, motion)."""
         streams = int(self.joint_input) + int(self.root_relative_input) + int(self.bone_input) + int(self.motion_input)
         return self.input_channels * streams
 
