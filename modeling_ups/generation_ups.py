@@ -276,20 +276,18 @@ class UPSGenerationMixin(GenerationMixin):
         return outputs
 
     def _fast_path_applies(self, constraint: UPSTaskConstrainedLogitsProcessor, kwargs: dict) -> bool:
-        defaults = self.generation_config
-        if not set(kwargs) <= _FAST_PATH_OPTIONS or not kwargs.get("use_cache", defaults.use_cache):
+        def setting(name):
+            return self._generation_setting(kwargs, name)
+
+        if not set(kwargs) <= _FAST_PATH_OPTIONS or not setting("use_cache"):
             return False
-        if (kwargs.get("num_beams") or defaults.num_beams or 1) != 1:
+        if (setting("num_beams") or 1) != 1 or setting("do_sample") or (setting("num_return_sequences") or 1) != 1:
             return False
-        if kwargs.get("do_sample", defaults.do_sample) or (kwargs.get("num_return_sequences") or 1) != 1:
-            return False
-        if any(self._generation_setting(kwargs, k) for k in ("output_attentions", "output_hidden_states")):
+        if setting("output_attentions") or setting("output_hidden_states"):
             return False
         # Per-step scores come free only from the one call of a decoder that does not read its outputs; the other
         # fast paths force the end-of-task step without a model call, so they have no scores for it.
-        if not self.config.parallel_decoding and any(
-            self._generation_setting(kwargs, k) for k in ("output_scores", "output_logits")
-        ):
+        if not self.config.parallel_decoding and (setting("output_scores") or setting("output_logits")):
             return False
         eos = kwargs["eos_token_id"]
         # Without EOS ids generation runs to the maximum length, which the fast path does not reproduce.
