@@ -182,6 +182,9 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
         motion_input (`bool`, *optional*, defaults to `False`):
             Also feed every joint's motion: its displacement to the next frame (zero at the last frame), the motion
             stream of the same models, fused at the input.
+        bone_motion_input (`bool`, *optional*, defaults to `False`):
+            Also feed every bone's motion: its change to the next frame, the fourth stream CTR-GCN and InfoGCN train a
+            model of. With the three other streams off it makes a bone-motion model for score fusion.
         tokenizer_channels (`list[int]`, *optional*, defaults to `[64, 64, 64]`):
             Output channels of the three TCN-GCN layers of the joint tokenizer; the last is the joint-token width ``d``.
         tokenizer_temporal_strides (`list[int]`, *optional*, defaults to `[1, 2, 2]`):
@@ -276,6 +279,7 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
     root_relative_input: bool = True
     bone_input: bool = False
     motion_input: bool = False
+    bone_motion_input: bool = False
     tokenizer_channels: list = field(default_factory=lambda: [64, 64, 64])
     tokenizer_temporal_strides: list = field(default_factory=lambda: [1, 2, 2])
     temporal_kernel_size: int = 5
@@ -330,10 +334,10 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
                     f"{name}={value!r} is no longer supported (ups 0.3 keeps only {name}={only_value!r}, the value of "
                     "every preset and recipe); docs/design.md records why"
                 )
-        if not (self.joint_input or self.root_relative_input or self.bone_input or self.motion_input):
+        if not self.input_streams:
             raise ValueError(
                 "the joint tokenizer needs at least one input stream: set joint_input, root_relative_input, "
-                "bone_input or motion_input"
+                "bone_input, motion_input or bone_motion_input"
             )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
@@ -398,10 +402,17 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
         return [num_joints[self.pose_target_layout(v["name"])] for v in self.layouts]
 
     @property
+    def input_streams(self) -> list:
+        """The joint tokenizer's input streams this config enables, in the order they are stacked along channels
+        (`UPSSkeletonGraph.input_streams`); the displacement streams come last."""
+        enabled = {"joint": self.joint_input, "root_relative": self.root_relative_input, "bone": self.bone_input,
+                   "motion": self.motion_input, "bone_motion": self.bone_motion_input}
+        return [name for name, on in enabled.items() if on]
+
+    @property
     def tokenizer_input_channels(self) -> int:
-        """Channels of the joint tokenizer's input: each enabled stream (coordinates, root-relative, bone, motion)."""
-        streams = int(self.joint_input) + int(self.root_relative_input) + int(self.bone_input) + int(self.motion_input)
-        return self.input_channels * streams
+        """Channels of the joint tokenizer's input: `input_channels` per enabled stream (`input_streams`)."""
+        return self.input_channels * len(self.input_streams)
 
     @property
     def max_joints(self) -> int:

@@ -169,31 +169,43 @@ class UPSSkeletonGraph(nn.Module):
         has_coordinates = coordinates.ne(0).any(1, keepdim=True)
         return has_coordinates | (is_root & has_coordinates.any(3, keepdim=True))
 
+    def _bones_and_detected(self, coordinates: torch.Tensor, layout_ids: torch.Tensor):
+        """`bones` and (N, 1, T, V) where they are defined: both ends detected."""
+        parents = self.parents[layout_ids][:, None, None, :]  # (N, 1, 1, V)
+        detected = self._detected(coordinates, layout_ids)
+        both_ends = detected & detected.gather(3, parents.expand_as(detected))
+        from_parent = coordinates - coordinates.gather(3, parents.expand_as(coordinates))
+        return from_parent * both_ends, both_ends
+
     def bones(self, coordinates: torch.Tensor, layout_ids: torch.Tensor) -> torch.Tensor:
         """(N, C, T, V) vector from each joint's parent to the joint; zero for the root, padded joints and where
         either end is undetected."""
-        parents = self.parents[layout_ids][:, None, None, :]  # (N, 1, 1, V)
-        detected = self._detected(coordinates, layout_ids)
-        from_parent = coordinates - coordinates.gather(3, parents.expand_as(coordinates))
-        return from_parent * (detected & detected.gather(3, parents.expand_as(detected)))
+        return self._bones_and_detected(coordinates, layout_ids)[0]
+
+    @staticmethod
+    def _displacement(values: torch.Tensor, defined: torch.Tensor) -> torch.Tensor:
+        """(N, C, T, V) change of `values` to the next frame; zero at the last frame and wherever `defined` (N, 1, T,
+        V) is false in either frame."""
+        step = (values[:, :, 1:] - values[:, :, :-1]) * (defined[:, :, 1:] & defined[:, :, :-1])
+        return F.pad(step, (0, 0, 0, 1))
 
     def motion(self, coordinates: torch.Tensor, layout_ids: torch.Tensor) -> torch.Tensor:
         """(N, C, T, V) displacement of each joint to the next frame; zero at the last frame with coordinates and
         where the joint is undetected in either frame."""
-        detected = self._detected(coordinates, layout_ids)
-        step = (coordinates[:, :, 1:] - coordinates[:, :, :-1]) * (detected[:, :, 1:] & detected[:, :, :-1])
-        return F.pad(step, (0, 0, 0, 1))
+        return self._displacement(coordinates, self._detected(coordinates, layout_ids))
+
+    def bone_motion(self, coordinates: torch.Tensor, layout_ids: torch.Tensor) -> torch.Tensor:
+        """(N, C, T, V) change of each bone to the next frame; zero at the last frame with coordinates and where
+        either end of the bone is undetected in either frame."""
+        return self._displacement(*self._bones_and_detected(coordinates, layout_ids))
 
     def input_streams(self, coordinates: torch.Tensor, layout_ids: torch.Tensor, config: UPSConfig) -> torch.Tensor:
-        """The joint tokenizer's input (N, `config.tokenizer_input_channels`, T, V): each stream the config enables,
-        in a fixed order: the coordinates (zero at padded frames and joints), root-relative, bone, motion."""
-        streams = [coordinates] if config.joint_input else []
-        if config.root_relative_input:
-            streams.append(self.root_relative(coordinates, layout_ids))
-        if config.bone_input:
-            streams.append(self.bones(coordinates, layout_ids))
-        if config.motion_input:
-            streams.append(self.motion(coordinates, layout_ids))
+        """The joint tokenizer's input (N, `config.tokenizer_input_channels`, T, V): the streams
+        `config.input_streams` names, in its order (the coordinates are zero at padded frames and joints)."""
+        derived = {"root_relative": self.root_relative, "bone": self.bones, "motion": self.motion,
+                   "bone_motion": self.bone_motion}
+        streams = [coordinates if name == "joint" else derived[name](coordinates, layout_ids)
+                   for name in config.input_streams]
         return torch.cat(streams, 1) if len(streams) > 1 else streams[0]
 
 
@@ -369,10 +381,12 @@ class UPSJointTokenizer(nn.Module):
             UPSTokenizerLayer(config, channels[i], channels[i + 1], int(stride))
             for i, stride in enumerate(config.tokenizer_temporal_strides)
         )
-        # A frame's displacement is a few hundredths of the body's size (the processor's unit), so the motion
-        # stream (the last channels, `UPSSkeletonGraph.input_streams`) is normalised to the scale of the others, as
-        # the motion-stream models normalise their input (CTR-GCN's data BatchNorm).
-        self.motion_norm = UPSTaskBatchNorm(len(config.tasks), config.input_channels) if config.motion_input else None
+        # A frame's displacement is a few hundredths of the body's size (the processor's unit), so the displacement
+        # streams (motion and bone motion: the last channels, `config.input_streams`) are normalised to the scale of
+        # the others, as the motion-stream models normalise their input (CTR-GCN's data BatchNorm).
+        displacement_streams = sum(name in ("motion", "bone_motion") for name in config.input_streams)
+        self.motion_norm = (UPSTaskBatchNorm(len(config.tasks), config.input_channels * displacement_streams)
+                            if displacement_streams else None)
 
     def forward(self, hidden_states: torch.Tensor, context: RowContext) -> tuple[torch.Tensor, RowContext]:
         if self.motion_norm is not None:

@@ -994,22 +994,49 @@ def test_motion_is_the_displacement_to_the_next_frame_and_stops_at_missing_frame
     assert (motion[0, :, 0:2, 7] == 0).all()  # into and out of the missed frame
 
 
+def test_bone_motion_is_each_bones_change_and_stops_where_either_end_is_missing():
+    config = tiny_config()
+    graph = build_model(config).model.encoder.graph
+    layout_id = config.layout_id("h36m17")
+    coords = torch.randn(1, 3, 5, config.max_joints, generator=torch.Generator().manual_seed(2))
+    coords[..., 17:] = 0.0  # padded joints
+    coords[..., 4, :] = 0.0  # frame 4 is padding
+    coords[0, :, 1, 5] = 0.0  # left knee missed in frame 1: the thigh (4 -> 5) and the shin (5 -> 6) are undefined
+    layout_ids = torch.tensor([layout_id])
+    bones = graph.bones(coords, layout_ids)
+    bone_motion = graph.bone_motion(coords, layout_ids)
+    torch.testing.assert_close(bone_motion[0, :, :3, 3], bones[0, :, 1:4, 3] - bones[0, :, :3, 3])
+    assert (bone_motion[0, :, 3:] == 0).all()  # the last real frame and the padding
+    for joint in (5, 6):
+        assert (bone_motion[0, :, 0:2, joint] == 0).all()  # into and out of the frame with the missed knee
+        torch.testing.assert_close(bone_motion[0, :, 2, joint], bones[0, :, 3, joint] - bones[0, :, 2, joint])
+    # A bone's change ignores where the body goes: moving the clip as a whole changes nothing.
+    moved = coords + torch.tensor([0.3, -0.7, 1.1])[None, :, None, None] * coords.ne(0).any(1, keepdim=True)
+    torch.testing.assert_close(graph.bone_motion(moved, layout_ids), bone_motion)
+
+
 BONE_ALONE = {"joint_input": False, "root_relative_input": False, "bone_input": True}
+
+
+BONE_MOTION_ALONE = {"joint_input": False, "root_relative_input": False, "bone_motion_input": True}
 
 
 @pytest.mark.parametrize("streams", [{}, {"root_relative_input": False}, {"bone_input": True},
                                      {"motion_input": True}, {"bone_input": True, "motion_input": True}, BONE_ALONE,
-                                     {"joint_input": False, "root_relative_input": False, "motion_input": True}])
+                                     {"joint_input": False, "root_relative_input": False, "motion_input": True},
+                                     BONE_MOTION_ALONE, {"motion_input": True, "bone_motion_input": True}])
 def test_input_streams_set_the_tokenizers_input_channels(streams):
     config = tiny_config(**streams)
     model = build_model(config)
     first = model.model.encoder.joint_tokenizer.layers[0].graph.graph_conv.value
     expected = (streams.get("joint_input", True) + streams.get("root_relative_input", True)
-                + streams.get("bone_input", False) + streams.get("motion_input", False))
+                + streams.get("bone_input", False) + streams.get("motion_input", False)
+                + streams.get("bone_motion_input", False))
     assert first.in_channels == 3 * expected == config.tokenizer_input_channels
-    # Only a model with the motion stream normalises it, so checkpoints without streams keep their parameters.
-    has_norm = any(name.startswith("model.encoder.joint_tokenizer.motion_norm") for name in model.state_dict())
-    assert has_norm == streams.get("motion_input", False)
+    # Only a model with a displacement stream normalises it (its channels), so other checkpoints keep their parameters.
+    norm = model.model.encoder.joint_tokenizer.motion_norm
+    displacement_streams = streams.get("motion_input", False) + streams.get("bone_motion_input", False)
+    assert (norm.weight.shape[0] if norm is not None else 0) == 3 * displacement_streams
     batch = make_batch(config, MIXED)
     outputs = model.model.encoder(**batch)
     assert outputs.last_hidden_state.shape[-1] == config.d_model and torch.isfinite(outputs.last_hidden_state).all()
@@ -1024,6 +1051,17 @@ def test_a_bone_stream_model_sees_only_the_bones():
     # Bones do not move with the body: a shifted clip gives the bone model the same input.
     shifted = coords + torch.tensor([0.5, -1.0, 2.0])[None, :, None, None]
     torch.testing.assert_close(graph.input_streams(shifted, layout_ids, config), graph.bones(coords, layout_ids))
+
+
+def test_streams_are_stacked_in_the_configs_order():
+    config = tiny_config(bone_input=True, motion_input=True, bone_motion_input=True)
+    assert config.input_streams == ["joint", "root_relative", "bone", "motion", "bone_motion"]
+    graph = build_model(config).model.encoder.graph
+    coords = torch.randn(2, 3, 6, config.max_joints)
+    layout_ids = torch.tensor([0, 0])
+    expected = [coords, graph.root_relative(coords, layout_ids), graph.bones(coords, layout_ids),
+                graph.motion(coords, layout_ids), graph.bone_motion(coords, layout_ids)]
+    torch.testing.assert_close(graph.input_streams(coords, layout_ids, config), torch.cat(expected, 1))
 
 
 def test_a_model_without_any_input_stream_is_refused():
