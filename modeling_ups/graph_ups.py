@@ -169,7 +169,9 @@ class UPSSkeletonGraph(nn.Module):
         has_coordinates = coordinates.ne(0).any(1, keepdim=True)
         return has_coordinates | (is_root & has_coordinates.any(3, keepdim=True))
 
-    def _bones_and_detected(self, coordinates: torch.Tensor, layout_ids: torch.Tensor):
+    def _bones_and_detected(
+        self, coordinates: torch.Tensor, layout_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """`bones` and (N, 1, T, V) where they are defined: both ends detected."""
         parents = self.parents[layout_ids][:, None, None, :]  # (N, 1, 1, V)
         detected = self._detected(coordinates, layout_ids)
