@@ -1016,8 +1016,6 @@ def test_bone_motion_is_each_bones_change_and_stops_where_either_end_is_missing(
 
 
 BONE_ALONE = {"joint_input": False, "root_relative_input": False, "bone_input": True}
-
-
 BONE_MOTION_ALONE = {"joint_input": False, "root_relative_input": False, "bone_motion_input": True}
 
 
