@@ -165,9 +165,9 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
             Coordinates per joint fed to the model (2D input is padded with a zero Z, as in the paper).
         joint_input (`bool`, *optional*, defaults to `True`):
             Feed the joint tokenizer the coordinates themselves (the joint stream). `False` together with
-            `root_relative_input=False` and `bone_input` (or `motion_input`) makes a model of that stream alone, as
-            CTR-GCN's and pyskl's bone and motion models are, whose class scores are fused with a joint model's at
-            test time (`examples/evaluate.py` with several `--model`).
+            `root_relative_input=False` and one of `bone_input`, `motion_input`, `bone_motion_input` makes a model of
+            that stream alone, as CTR-GCN's and pyskl's bone and motion models are, whose class scores are fused with a
+            joint model's at test time (`examples/evaluate.py` with several `--model`).
         root_relative_input (`bool`, *optional*, defaults to `True`):
             Feed the joint tokenizer every joint's coordinates twice: as given (centred on the first frame's root, so
             they carry the body's trajectory) and relative to the same frame's root (the body's shape wherever it
@@ -413,6 +413,12 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
     def tokenizer_input_channels(self) -> int:
         """Channels of the joint tokenizer's input: `input_channels` per enabled stream (`input_streams`)."""
         return self.input_channels * len(self.input_streams)
+
+    @property
+    def displacement_input_channels(self) -> int:
+        """The last channels of the joint tokenizer's input that hold frame-to-frame changes (the motion and bone-motion
+        streams), which the tokenizer normalises to the scale of the other streams."""
+        return self.input_channels * (int(self.motion_input) + int(self.bone_motion_input))
 
     @property
     def max_joints(self) -> int:

@@ -384,11 +384,11 @@ class UPSJointTokenizer(nn.Module):
             for i, stride in enumerate(config.tokenizer_temporal_strides)
         )
         # A frame's displacement is a few hundredths of the body's size (the processor's unit), so the displacement
-        # streams (motion and bone motion: the last channels, `config.input_streams`) are normalised to the scale of
-        # the others, as the motion-stream models normalise their input (CTR-GCN's data BatchNorm).
-        displacement_streams = sum(name in ("motion", "bone_motion") for name in config.input_streams)
-        self.motion_norm = (UPSTaskBatchNorm(len(config.tasks), config.input_channels * displacement_streams)
-                            if displacement_streams else None)
+        # streams (`config.displacement_input_channels`, the last channels) are normalised to the scale of the others,
+        # as the motion-stream models normalise their input (CTR-GCN's data BatchNorm).
+        displacement_channels = config.displacement_input_channels
+        self.motion_norm = (UPSTaskBatchNorm(len(config.tasks), displacement_channels)
+                            if displacement_channels else None)
 
     def forward(self, hidden_states: torch.Tensor, context: RowContext) -> tuple[torch.Tensor, RowContext]:
         if self.motion_norm is not None:
