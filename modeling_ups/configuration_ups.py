@@ -242,6 +242,12 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
         label_smoothing (`float`, *optional*, defaults to 0.0):
             Share of an action-label target spread uniformly over all label tokens in the loss (label smoothing, as
             pyskl's recognition heads use); 0 is the paper's one-hot NLL.
+        coordinate_regression_weight (`float`, *optional*, defaults to 0.0):
+            Weight of a regression term added to each coordinate token's loss: the distance, in bins, between the
+            mean of the token's predicted bin distribution over its axis and its target bin (integral regression's
+            L1 loss on a soft-argmax). It trains the reading `pose_decoding="expectation"` makes at test time,
+            which the NLL alone does not: the NLL rewards mass on the right bin, this term penalises mass far from
+            it. 0 is the paper's NLL alone.
         decoder_token_dropout (`float`, *optional*, defaults to 0.0):
             While training, each decoder input token after the start token is replaced by `<unk>` with this
             probability. Teacher forcing lets a pose decoder predict a coordinate from the ground-truth coordinates
@@ -305,6 +311,7 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
     init_std: float = 0.02
     bin_smoothing_sigma: float = 0.0
     label_smoothing: float = 0.0
+    coordinate_regression_weight: float = 0.0
     decoder_token_dropout: float = 0.0
     parallel_decoding: bool = False
     use_cache: bool = True
@@ -341,6 +348,8 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
             )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not self.coordinate_regression_weight >= 0.0:  # also rejects NaN
+            raise ValueError(f"coordinate_regression_weight must be >= 0, got {self.coordinate_regression_weight}")
         if not 0.0 <= self.decoder_token_dropout <= 1.0:
             raise ValueError(f"decoder_token_dropout must be in [0, 1], got {self.decoder_token_dropout}")
         unknown = [t for t in self.tasks if t not in TASK_TO_EOT_INDEX]

@@ -1204,30 +1204,41 @@ class UPSForPoseSequenceModeling(UPSPreTrainedModel, UPSGenerationMixin):
         return_dict = self.config.return_dict if return_dict is None else return_dict
         return output if return_dict else output.to_tuple()
 
-    def _token_nll(self, logits, labels):
-        """Per-token NLL (0 where the label is -100), with Gaussian bin smoothing for coordinate tokens.
+    def _token_loss(self, logits, labels):
+        """Per-token loss (0 where the label is -100): the NLL, with Gaussian bin smoothing and a regression term
+        for coordinate tokens and label smoothing for action labels.
 
         With ``config.bin_smoothing_sigma > 0`` a coordinate target is the Gaussian over its axis's bins centred
         on the true bin (SimCC-style label smoothing): neighbouring bins are almost right, so they are rewarded
         almost as much, which turns the bin classification into an ordinal target and speeds up learning. With
-        ``config.label_smoothing > 0`` an action-label target keeps that share of its weight spread uniformly over
-        the label tokens.
+        ``config.coordinate_regression_weight > 0`` a coordinate token also pays that weight times the distance,
+        in bins, between its expected bin (softmax over its axis's bins, as `UPSTokenizer.expected_pose` reads
+        it) and the true bin. With ``config.label_smoothing > 0`` an action-label target keeps that share of its
+        weight spread uniformly over the label tokens.
         """
         log_probs = torch.log_softmax(logits.float(), dim=-1)
         valid = labels != -100
         safe = labels.clamp(min=0)
         token_nll = -log_probs.gather(-1, safe.unsqueeze(-1)).squeeze(-1)
         sigma = float(getattr(self.config, "bin_smoothing_sigma", 0.0) or 0.0)
+        regression_weight = float(getattr(self.config, "coordinate_regression_weight", 0.0) or 0.0)
         n_bins, first_bin = self.config.num_bins, self.config.bin_token_offset
         is_bin = valid & (labels >= first_bin) & (labels < first_bin + 3 * n_bins)
-        if sigma > 0 and bool(is_bin.any()):
+        if (sigma > 0 or regression_weight > 0) and bool(is_bin.any()):
             offset = labels[is_bin] - first_bin
-            axis_start = first_bin + (offset // n_bins) * n_bins
+            target_bin = offset % n_bins
             bins = torch.arange(n_bins, device=labels.device)
-            weights = torch.exp(-0.5 * ((bins[None, :] - (offset % n_bins)[:, None]) / sigma) ** 2)
-            weights = weights / weights.sum(-1, keepdim=True)
-            axis_log_probs = log_probs[is_bin].gather(-1, axis_start[:, None] + bins[None, :])
-            token_nll = token_nll.masked_scatter(is_bin, -(weights * axis_log_probs).sum(-1))
+            axis_columns = (first_bin + (offset // n_bins) * n_bins)[:, None] + bins[None, :]
+            coordinate_loss = token_nll[is_bin]
+            if sigma > 0:
+                weights = torch.exp(-0.5 * ((bins[None, :] - target_bin[:, None]) / sigma) ** 2)
+                weights = weights / weights.sum(-1, keepdim=True)
+                coordinate_loss = -(weights * log_probs[is_bin].gather(-1, axis_columns)).sum(-1)
+            if regression_weight > 0:
+                axis_probs = logits[is_bin].float().gather(-1, axis_columns).softmax(-1)
+                expected_bin = (axis_probs * bins.to(axis_probs.dtype)).sum(-1)
+                coordinate_loss = coordinate_loss + regression_weight * (expected_bin - target_bin).abs()
+            token_nll = token_nll.masked_scatter(is_bin, coordinate_loss)
         smoothing = float(getattr(self.config, "label_smoothing", 0.0) or 0.0)
         if smoothing > 0:
             label_ids = self.config.label_token_ids
@@ -1238,12 +1249,12 @@ class UPSForPoseSequenceModeling(UPSPreTrainedModel, UPSGenerationMixin):
         return token_nll * valid
 
     def _loss(self, logits, labels, task_ids):
-        """Token NLL ignoring -100, averaged within each sequence, then over sequences: a pose target (dozens of
+        """Token loss ignoring -100, averaged within each sequence, then over sequences: a pose target (dozens of
         tokens) and a label target (two tokens) weigh the same."""
         labels = labels.to(logits.device)
         counts = (labels != -100).sum(1)
         has_target = counts > 0
-        per_sample = self._token_nll(logits, labels).sum(1) / counts.clamp(min=1)
+        per_sample = self._token_loss(logits, labels).sum(1) / counts.clamp(min=1)
 
         def reduce(selected):
             selected = selected & has_target

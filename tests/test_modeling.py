@@ -709,6 +709,33 @@ def test_label_smoothing_spreads_a_share_of_label_targets_over_the_label_tokens_
         tiny_config(label_smoothing=1.0)
 
 
+@pytest.mark.parametrize("sigma", [0.0, 1.0])
+def test_coordinate_regression_adds_the_expected_bins_distance_to_coordinate_tokens_only(sigma):
+    weight = 0.5
+    config = tiny_config(coordinate_regression_weight=weight, bin_smoothing_sigma=sigma)
+    model = build_model(config).eval()
+    plain = build_model(tiny_config(bin_smoothing_sigma=sigma)).eval()
+    plain.load_state_dict(model.state_dict())
+    batch = make_batch(config, MIXED, seed=9)
+    labels = make_labels(config, batch)
+    out, without = model(**batch, labels=labels), plain(**batch, labels=labels)
+    valid = labels != -100
+    offset = labels - config.bin_token_offset
+    is_bin = valid & (offset >= 0) & (offset < 3 * config.num_bins)
+    assert is_bin.any() and (valid & ~is_bin).any()  # pose rows and recognition rows both present
+    distance = torch.zeros_like(labels, dtype=torch.float32)
+    for row, step in is_bin.nonzero().tolist():
+        axis_start = config.bin_token_offset + (offset[row, step] // config.num_bins) * config.num_bins
+        probs = out.logits[row, step, axis_start:axis_start + config.num_bins].float().softmax(-1)
+        expected_bin = (probs * torch.arange(config.num_bins)).sum()
+        distance[row, step] = (expected_bin - offset[row, step] % config.num_bins).abs()
+    torch.testing.assert_close(out.logits, without.logits)
+    torch.testing.assert_close(out.loss - without.loss, (weight * distance.sum(1) / valid.sum(1)).mean())
+    assert out.loss > without.loss
+    with pytest.raises(ValueError, match="coordinate_regression_weight"):
+        tiny_config(coordinate_regression_weight=-0.1)
+
+
 def test_optimizer_steps_lower_loss_on_every_task(config):
     model = build_model(config)
     batch = make_batch(config, MIXED, seed=10)
