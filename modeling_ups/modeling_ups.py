@@ -1219,7 +1219,7 @@ class UPSForPoseSequenceModeling(UPSPreTrainedModel, UPSGenerationMixin):
         log_probs = torch.log_softmax(logits.float(), dim=-1)
         valid = labels != -100
         safe = labels.clamp(min=0)
-        token_nll = -log_probs.gather(-1, safe.unsqueeze(-1)).squeeze(-1)
+        token_loss = -log_probs.gather(-1, safe.unsqueeze(-1)).squeeze(-1)
         sigma = float(getattr(self.config, "bin_smoothing_sigma", 0.0) or 0.0)
         regression_weight = float(getattr(self.config, "coordinate_regression_weight", 0.0) or 0.0)
         n_bins, first_bin = self.config.num_bins, self.config.bin_token_offset
@@ -1229,24 +1229,25 @@ class UPSForPoseSequenceModeling(UPSPreTrainedModel, UPSGenerationMixin):
             target_bin = offset % n_bins
             bins = torch.arange(n_bins, device=labels.device)
             axis_columns = (first_bin + (offset // n_bins) * n_bins)[:, None] + bins[None, :]
-            coordinate_loss = token_nll[is_bin]
+            axis_log_probs = log_probs[is_bin].gather(-1, axis_columns)  # (coordinate tokens, n_bins)
+            coordinate_loss = token_loss[is_bin]
             if sigma > 0:
                 weights = torch.exp(-0.5 * ((bins[None, :] - target_bin[:, None]) / sigma) ** 2)
                 weights = weights / weights.sum(-1, keepdim=True)
-                coordinate_loss = -(weights * log_probs[is_bin].gather(-1, axis_columns)).sum(-1)
+                coordinate_loss = -(weights * axis_log_probs).sum(-1)
             if regression_weight > 0:
-                axis_probs = logits[is_bin].float().gather(-1, axis_columns).softmax(-1)
-                expected_bin = (axis_probs * bins.to(axis_probs.dtype)).sum(-1)
+                # Renormalised over the axis's own bins, as expected_pose reads a coordinate.
+                expected_bin = (axis_log_probs.softmax(-1) * bins.to(axis_log_probs.dtype)).sum(-1)
                 coordinate_loss = coordinate_loss + regression_weight * (expected_bin - target_bin).abs()
-            token_nll = token_nll.masked_scatter(is_bin, coordinate_loss)
+            token_loss = token_loss.masked_scatter(is_bin, coordinate_loss)
         smoothing = float(getattr(self.config, "label_smoothing", 0.0) or 0.0)
         if smoothing > 0:
             label_ids = self.config.label_token_ids
             is_label = valid & (labels >= label_ids.start) & (labels < label_ids.stop)
             uniform_nll = -log_probs[is_label][:, label_ids.start:label_ids.stop].mean(-1)
-            smoothed = (1 - smoothing) * token_nll[is_label] + smoothing * uniform_nll
-            token_nll = token_nll.masked_scatter(is_label, smoothed)
-        return token_nll * valid
+            smoothed = (1 - smoothing) * token_loss[is_label] + smoothing * uniform_nll
+            token_loss = token_loss.masked_scatter(is_label, smoothed)
+        return token_loss * valid
 
     def _loss(self, logits, labels, task_ids):
         """Token loss ignoring -100, averaged within each sequence, then over sequences: a pose target (dozens of
