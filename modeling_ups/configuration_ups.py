@@ -348,8 +348,10 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
             )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if not self.coordinate_regression_weight >= 0.0:  # also rejects NaN
-            raise ValueError(f"coordinate_regression_weight must be >= 0, got {self.coordinate_regression_weight}")
+        for name in ("bin_smoothing_sigma", "coordinate_regression_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0.0:  # NaN fails >=
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
         if not 0.0 <= self.decoder_token_dropout <= 1.0:
             raise ValueError(f"decoder_token_dropout must be in [0, 1], got {self.decoder_token_dropout}")
         unknown = [t for t in self.tasks if t not in TASK_TO_EOT_INDEX]

@@ -1220,8 +1220,8 @@ class UPSForPoseSequenceModeling(UPSPreTrainedModel, UPSGenerationMixin):
         valid = labels != -100
         safe = labels.clamp(min=0)
         token_loss = -log_probs.gather(-1, safe.unsqueeze(-1)).squeeze(-1)
-        sigma = float(getattr(self.config, "bin_smoothing_sigma", 0.0) or 0.0)
-        regression_weight = float(getattr(self.config, "coordinate_regression_weight", 0.0) or 0.0)
+        sigma = self.config.bin_smoothing_sigma
+        regression_weight = self.config.coordinate_regression_weight
         n_bins, first_bin = self.config.num_bins, self.config.bin_token_offset
         is_bin = valid & (labels >= first_bin) & (labels < first_bin + 3 * n_bins)
         if (sigma > 0 or regression_weight > 0) and bool(is_bin.any()):
@@ -1240,7 +1240,7 @@ class UPSForPoseSequenceModeling(UPSPreTrainedModel, UPSGenerationMixin):
                 expected_bin = (axis_log_probs.softmax(-1) * bins.to(axis_log_probs.dtype)).sum(-1)
                 coordinate_loss = coordinate_loss + regression_weight * (expected_bin - target_bin).abs()
             token_loss = token_loss.masked_scatter(is_bin, coordinate_loss)
-        smoothing = float(getattr(self.config, "label_smoothing", 0.0) or 0.0)
+        smoothing = self.config.label_smoothing
         if smoothing > 0:
             label_ids = self.config.label_token_ids
             is_label = valid & (labels >= label_ids.start) & (labels < label_ids.stop)
