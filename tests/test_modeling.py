@@ -731,7 +731,7 @@ def test_coordinate_regression_adds_the_expected_bins_distance_to_coordinate_tok
         distance[row, step] = (expected_bin - offset[row, step] % config.num_bins).abs()
     torch.testing.assert_close(out.logits, without.logits)
     torch.testing.assert_close(out.loss - without.loss, (weight * distance.sum(1) / valid.sum(1)).mean())
-    for bad in (-0.1, float("nan"), None):
+    for bad in (-0.1, float("nan"), None, True):  # a bool is refused, not read as 1
         with pytest.raises(ValueError, match="coordinate_regression_weight"):
             tiny_config(coordinate_regression_weight=bad)
         with pytest.raises(ValueError, match="bin_smoothing_sigma"):
