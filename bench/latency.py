@@ -150,8 +150,11 @@ def installed_packages() -> dict:
     ``pip install ups`` does not."""
     from importlib.metadata import PackageNotFoundError, version
 
-    found = {}
-    for name in ("torch", "transformers", "accelerate", "scipy"):
+    import torch
+
+    # torch's own version names its build: a PyPI CUDA wheel's metadata says 2.14.1 where torch says 2.14.1+cu130.
+    found = {"torch": torch.__version__}
+    for name in ("transformers", "accelerate", "scipy"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:

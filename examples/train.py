@@ -64,7 +64,8 @@ DEFAULTS = dict(
     dataset=None, tasks=PAPER_TASK_ORDER, output_dir="outputs/ups-demo", max_steps=None, num_train_epochs=None,
     per_device_train_batch_size=32, per_device_eval_batch_size=64, learning_rate=1e-3, weight_decay=5e-4,
     lr_scheduler_type="cosine", num_warmup_steps=0, ema_decay=0.0, gradient_accumulation_steps=1, max_grad_norm=1.0,
-    gumbel_temperature_start=1.0, gumbel_temperature_end=0.1, checkpointing_steps=0, checkpoints_total_limit=2,
+    gumbel_temperature_start=1.0, gumbel_temperature_end=0.1, routing_separation_weight=0.0,
+    checkpointing_steps=0, checkpoints_total_limit=2,
     resume_from_checkpoint=None, report_to="none", logging_steps=10, seed=0, mixed_precision="no",
     text_encoder="auto", num_train_samples=2000, num_eval_samples=400, max_eval_samples=None, pose_window=None,
     rotation_degrees=0.0, scale_range=0.0, flip_probability=0.0, random_frame_sampling=False, test_time_flip=False,
@@ -106,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_grad_norm", type=float)
     p.add_argument("--gumbel_temperature_start", type=float)
     p.add_argument("--gumbel_temperature_end", type=float)
+    p.add_argument("--routing_separation_weight", type=float,
+                   help="add this weight times the routing agreement of the rotation's tasks (the probability that "
+                        "two of them draw the same block of a layer) to every step's loss, keeping the router from "
+                        "sending every task down one path (0: off; needs two or more tasks)")
     p.add_argument("--checkpointing_steps", type=int)
     p.add_argument("--checkpoints_total_limit", type=int)
     p.add_argument("--resume_from_checkpoint", help="'latest', a step_<N> folder, or a run folder")
@@ -205,6 +210,11 @@ def resolve_options(given: argparse.Namespace) -> argparse.Namespace:
     args.dataset = _parse_dataset_specs(args.dataset)
     if not 0.0 <= args.ema_decay < 1.0:
         raise ValueError(f"--ema_decay must be in [0, 1), got {args.ema_decay}")
+    if not args.routing_separation_weight >= 0.0:
+        raise ValueError(f"--routing_separation_weight must be >= 0, got {args.routing_separation_weight}")
+    if args.routing_separation_weight and len(args.task_set) < 2:
+        raise ValueError(f"--routing_separation_weight keeps tasks' routes apart and needs two or more tasks, got "
+                         f"{args.task_set}")
     if args.test_clips < 1:
         raise ValueError(f"--test_clips must be at least 1, got {args.test_clips}")
     if args.pose_target_frames is not None and args.pose_target_frames < 1:
@@ -314,6 +324,7 @@ class Run:
     scheduler: object = None
     checkpoints: CheckpointManager = None
     ema: object = None  # torch.optim.swa_utils.AveragedModel of `unwrapped` with --ema_decay
+    separated_task_ids: torch.Tensor = None  # with --routing_separation_weight: the tasks whose routes stay apart
 
 
 def load_processor(args) -> UPSProcessor:
@@ -350,6 +361,9 @@ def main(argv=None):
     run.model, run.optimizer, run.scheduler = run.accelerator.prepare(model, *build_optimizer(model, args))
     del model
     run.unwrapped = run.accelerator.unwrap_model(run.model)
+    if args.routing_separation_weight:
+        run.separated_task_ids = torch.tensor([run.unwrapped.config.tasks.index(t) for t in args.task_set],
+                                              device=run.accelerator.device)
     if args.ema_decay:
         # Registered before `resume`, so a checkpoint holds the average and a resumed run continues it.
         run.ema = torch.optim.swa_utils.AveragedModel(
@@ -476,14 +490,20 @@ def train(run: Run, rotation: TaskRotation, iterators: dict, start_step: int) ->
 
 
 def training_step(run: Run, batches):
-    """One optimizer step over `gradient_accumulation_steps` batches of one task; the last batch's loss."""
+    """One optimizer step over `gradient_accumulation_steps` batches of one task; the last batch's task loss
+    (without the routing penalty, so logged losses compare across runs)."""
     args, accelerator, model = run.args, run.accelerator, run.model
     for _ in range(args.gradient_accumulation_steps):
         batch = next(batches)
         batch = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in batch.items()}
         with accelerator.accumulate(model):
             loss = model(**batch).loss
-            accelerator.backward(loss)
+            objective = loss
+            if run.separated_task_ids is not None:
+                # In the same backward as the task loss, so DDP reduces the routing gradients once.
+                agreement = run.unwrapped.get_encoder().routing.agreement(run.separated_task_ids)
+                objective = loss + args.routing_separation_weight * agreement
+            accelerator.backward(objective)
             if accelerator.sync_gradients and args.max_grad_norm:
                 accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
             run.optimizer.step()

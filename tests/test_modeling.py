@@ -661,6 +661,33 @@ def test_inference_with_mixed_routes_runs_each_block_on_its_rows(config):
         torch.testing.assert_close(out.last_hidden_state[i], single.last_hidden_state[0], atol=2e-4, rtol=1e-4)
 
 
+def test_routing_agreement_is_the_chance_that_two_tasks_draw_one_block(config):
+    """`UPSTaskRouter.agreement`: for each pair of distinct tasks and each layer, sum_h p_a(h) p_b(h) under the
+    softmax of the routing scores, averaged; it is differentiable in both embeddings."""
+    routing = build_model(config).train().model.encoder.routing
+    tasks = torch.tensor([0, 1, 3])
+    probs = routing.scores(tasks).softmax(-1).detach()  # (3, L, H)
+    by_hand = sum((probs[a] * probs[b]).sum(-1).mean() for a, b in ((0, 1), (0, 2), (1, 2))) / 3
+    agreement = routing.agreement(tasks)
+    torch.testing.assert_close(agreement, by_hand)
+    agreement.backward()
+    assert routing.task_embedding.weight.grad[tasks].abs().sum(1).gt(0).all()
+    assert routing.block_embeddings.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        routing.block_embeddings.weight.zero_()
+        routing.block_embeddings.weight[:, 0, 0] = 50.0
+        routing.block_embeddings.weight[:, 1, 1] = 50.0
+        routing.task_embedding.weight.zero_()
+        routing.task_embedding.weight[0, 0] = 1.0  # task 0: block 0 in every layer
+        routing.task_embedding.weight[1, 1] = 1.0  # task 1: block 1
+        routing.task_embedding.weight[2, 0] = 1.0  # task 2: block 0, as task 0
+    assert routing.agreement(torch.tensor([0, 1])).item() < 1e-6
+    assert routing.agreement(torch.tensor([0, 2])).item() > 1 - 1e-6
+    for bad in ([0], [1, 1], [[0, 1]]):
+        with pytest.raises(ValueError, match="at least two distinct task ids"):
+            routing.agreement(torch.tensor(bad))
+
+
 def test_set_gumbel_temperature(model):
     model.set_gumbel_temperature(0.25)
     assert model.model.encoder.routing.gumbel_temperature == 0.25

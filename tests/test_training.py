@@ -199,6 +199,31 @@ def test_ema_saves_the_moving_average_of_the_weights_and_resumes_it(tmp_path):
         torch.testing.assert_close(resumed[name], got[name], rtol=0, atol=0, msg=name)
 
 
+def test_routing_separation_pushes_the_tasks_routes_apart_and_is_left_out_of_the_logged_loss(tmp_path):
+    """`--routing_separation_weight`: the same run with and without the penalty on the tasks' routing agreement;
+    with it the trained routes of the two tasks agree less, while the first step's logged loss (before any update)
+    is the same, because the log holds the task loss alone."""
+    from modeling_ups import UPSForPoseSequenceModeling
+
+    tasks = ["action_recognition_3d", "early_action_prediction_3d"]
+    args = ["--tasks", ",".join(tasks), "--max_steps", "6", "--learning_rate", "3e-2", "--skip_final_evaluation"]
+    agreement, first_loss = {}, {}
+    for weight in (0.0, 5.0):
+        out = tmp_path / f"weight_{weight}"
+        _train(out, *args, "--routing_separation_weight", str(weight))
+        model = UPSForPoseSequenceModeling.from_pretrained(out / "final")
+        task_ids = torch.tensor([model.config.tasks.index(t) for t in tasks])
+        agreement[weight] = model.get_encoder().routing.agreement(task_ids).item()
+        first_loss[weight] = [row["loss"] for row in _log(out) if row["step"] == 1]
+    assert agreement[5.0] < agreement[0.0] - 0.05, agreement
+    assert first_loss[5.0] == first_loss[0.0], first_loss
+    train = _train_script()
+    with pytest.raises(ValueError, match="--routing_separation_weight must be >= 0"):
+        train.parse_args(["--routing_separation_weight", "-1"])
+    with pytest.raises(ValueError, match="needs two or more tasks"):
+        train.parse_args(["--routing_separation_weight", "1", "--tasks", "action_recognition_3d"])
+
+
 def test_bf16_mixed_precision_trains_every_task_and_saves_float32_weights(tmp_path):
     """`--mixed_precision bf16` on a CPU: Accelerate's autocast runs the forward in bfloat16, the weights, the
     optimizer and the saved checkpoint stay float32."""
