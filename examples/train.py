@@ -541,6 +541,21 @@ def save_checkpoint(run: Run, step: int) -> None:
     accelerator.wait_for_everyone()
 
 
+def routing_map(model, tasks: list) -> dict:
+    """The trained routing of each task, as `pipeline(..., return_routing=True)` reports it (`blocks`: the block each
+    encoder layer runs, `probabilities`: the softmax over the layer's blocks), and with two or more tasks their
+    `routing_agreement` (`UPSTaskRouter.agreement`: 1 when all take one path)."""
+    routing = model.get_encoder().routing
+    task_ids = torch.tensor([model.config.tasks.index(t) for t in tasks], device=model.device)
+    with torch.no_grad():
+        probabilities = routing.scores(task_ids).softmax(-1).float().cpu()
+        found = {"routing": {t: {"blocks": p.argmax(-1).tolist(), "probabilities": p.tolist()}
+                             for t, p in zip(tasks, probabilities)}}
+        if len(tasks) > 1:
+            found["routing_agreement"] = routing.agreement(task_ids).item()
+    return found
+
+
 def finish(run: Run, vocabulary: dict) -> dict:
     """Checksums, the final evaluation, results.json, the Hub folder `<output_dir>/final` (and the push)."""
     from modeling_ups.utils.hub import export_hub_folder, push_folder_to_hub
@@ -557,7 +572,8 @@ def finish(run: Run, vocabulary: dict) -> dict:
     checksums = accelerator.gather(checksum.to(accelerator.device)).tolist()
     results = {"train_time_s": train_time, "steps": args.max_steps, "tasks": args.tasks,
                "num_processes": accelerator.num_processes, "distributed_type": str(accelerator.distributed_type),
-               "parameter_checksums": checksums, "torch_threads_per_process": torch.get_num_threads(), **vocabulary}
+               "parameter_checksums": checksums, "torch_threads_per_process": torch.get_num_threads(), **vocabulary,
+               **routing_map(unwrapped, args.task_set)}
     final = run.output_dir / "final"
     if accelerator.is_main_process:
         # Saved before the final evaluation too, so that an evaluation that fails loses none of the training.
@@ -574,7 +590,8 @@ def finish(run: Run, vocabulary: dict) -> dict:
         (run.output_dir / "results.json").write_text(json.dumps(results, indent=2))
         export_hub_folder(unwrapped, run.processor, final, results=results, training_args=vars(args))
         if "tasks_results" in results:
-            print(format_results_table(results["tasks_results"], vocabulary_init=results["vocabulary_init"]))
+            print(format_results_table(results["tasks_results"], vocabulary_init=results["vocabulary_init"],
+                                       routing=results["routing"]))
         print(f"trained {args.max_steps} steps in {train_time:.0f} s; checkpoint folder: {final}")
         if args.push_to_hub:
             repo_id = args.hub_model_id or run.output_dir.name

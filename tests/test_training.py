@@ -113,6 +113,32 @@ def test_a_run_without_text_encoder_says_so_in_table_results_and_card(trained_ru
     assert json.loads((out / "final" / "config.json").read_text())["text_encoder_name_or_path"] == "none"
 
 
+def test_results_and_table_hold_the_routing_map_the_pipeline_reports(trained_run):
+    """results.json's `routing` is, per task, what `pipeline(..., return_routing=True)` reports for that task with
+    the saved checkpoint, and the printed table has a routing row per task."""
+    from transformers import pipeline
+
+    from modeling_ups import UPSForPoseSequenceModeling, UPSProcessor
+
+    out, results = trained_run
+    model = UPSForPoseSequenceModeling.from_pretrained(out / "final").eval()
+    pipe = pipeline("pose-sequence-modeling", model=model, processor=UPSProcessor.from_pretrained(out / "final"))
+    assert list(results["routing"]) == TASKS
+    inputs = {"action_recognition_3d": ("action_recognition", (40, 25, 3), "ntu25"),
+              "early_action_prediction_3d": ("early_action_prediction", (40, 25, 3), "ntu25"),
+              "action_recognition_2d": ("action_recognition", (40, 18, 2), "openpose18"),
+              "pose_estimation_3d": ("pose_estimation", (27, 17, 2), "h36m17")}
+    table = (out / "stdout.txt").read_text()
+    for task, (pipeline_task, shape, layout) in inputs.items():
+        poses = np.random.default_rng(0).normal(size=shape).astype(np.float32) * 300
+        answer = pipe(poses, task=pipeline_task, layout=layout, return_routing=True)
+        route = answer[0]["routing"] if isinstance(answer, list) else answer["routing"]
+        assert results["routing"][task]["blocks"] == route["blocks"], task
+        np.testing.assert_allclose(results["routing"][task]["probabilities"], route["probabilities"], atol=1e-6)
+        assert f"| {task} | encoder block per layer (routing) | {', '.join(map(str, route['blocks']))} | |" in table
+    assert 0.0 <= results["routing_agreement"] <= 1.0
+
+
 def test_checkpoint_folder_loads_with_auto_classes_and_predicts(trained_run):
     from transformers import AutoModel, AutoProcessor, pipeline
 

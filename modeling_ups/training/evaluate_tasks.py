@@ -215,12 +215,14 @@ def evaluate_all_tasks(model, processor, datasets: Dict, tasks: List[str], batch
     return results
 
 
-def format_results_table(results: Dict, vocabulary_init: Optional[str] = None) -> str:
+def format_results_table(results: Dict, vocabulary_init: Optional[str] = None,
+                         routing: Optional[Dict] = None) -> str:
     """The results as a Markdown table, model beside baseline.
 
-    ``vocabulary_init`` (what ``examples/train.py`` records: the text encoder the vocabulary embeddings were
-    initialised from, or why they stayed random) adds a last row, so a table from a run without a text encoder says
-    that it is not the paper's model."""
+    ``routing`` (``examples/train.py``'s ``routing_map``: per task, the block each encoder layer runs) adds a row per
+    task, the routing map of a unified model. ``vocabulary_init`` (what ``examples/train.py`` records: the text
+    encoder the vocabulary embeddings were initialised from, or why they stayed random) adds a last row, so a table
+    from a run without a text encoder says that it is not the paper's model."""
     lines = ["| task | metric | UPS | baseline |", "|---|---|---|---|"]
     for task, r in results.items():
         if task == POSE_ESTIMATION_TASK:
@@ -235,6 +237,8 @@ def format_results_table(results: Dict, vocabulary_init: Optional[str] = None) -
             lines.append(f"| {task} | top-1 | {100 * r['top1']:.1f} | {100 * r['majority_baseline_top1']:.1f} "
                          "(majority) |")
             lines.append(f"| {task} | top-5 | {100 * r['top5']:.1f} | |")
+    for task, route in (routing or {}).items():
+        lines.append(f"| {task} | encoder block per layer (routing) | {', '.join(map(str, route['blocks']))} | |")
     if vocabulary_init:
         lines.append(f"| all tasks | vocabulary embeddings | {vocabulary_init} | |")
     return "\n".join(lines)
