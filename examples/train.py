@@ -324,7 +324,7 @@ class Run:
     scheduler: object = None
     checkpoints: CheckpointManager = None
     ema: object = None  # torch.optim.swa_utils.AveragedModel of `unwrapped` with --ema_decay
-    separated_task_ids: torch.Tensor = None  # with --routing_separation_weight: the tasks whose routes stay apart
+    task_ids: torch.Tensor = None  # the model's ids of `args.task_set`: routes kept apart, routing map
 
 
 def load_processor(args) -> UPSProcessor:
@@ -361,9 +361,8 @@ def main(argv=None):
     run.model, run.optimizer, run.scheduler = run.accelerator.prepare(model, *build_optimizer(model, args))
     del model
     run.unwrapped = run.accelerator.unwrap_model(run.model)
-    if args.routing_separation_weight:
-        run.separated_task_ids = torch.tensor([run.unwrapped.config.tasks.index(t) for t in args.task_set],
-                                              device=run.accelerator.device)
+    run.task_ids = torch.tensor([run.unwrapped.config.tasks.index(t) for t in args.task_set],
+                                device=run.accelerator.device)
     if args.ema_decay:
         # Registered before `resume`, so a checkpoint holds the average and a resumed run continues it.
         run.ema = torch.optim.swa_utils.AveragedModel(
@@ -499,9 +498,9 @@ def training_step(run: Run, batches):
         with accelerator.accumulate(model):
             loss = model(**batch).loss
             objective = loss
-            if run.separated_task_ids is not None:
+            if args.routing_separation_weight:
                 # In the same backward as the task loss, so DDP reduces the routing gradients once.
-                agreement = run.unwrapped.get_encoder().routing.agreement(run.separated_task_ids)
+                agreement = run.unwrapped.get_encoder().routing.agreement(run.task_ids)
                 objective = loss + args.routing_separation_weight * agreement
             accelerator.backward(objective)
             if accelerator.sync_gradients and args.max_grad_norm:
@@ -541,12 +540,12 @@ def save_checkpoint(run: Run, step: int) -> None:
     accelerator.wait_for_everyone()
 
 
-def routing_map(model, tasks: list) -> dict:
+def routing_map(model, tasks: list, task_ids: torch.Tensor) -> dict:
     """The trained routing of each task, as `pipeline(..., return_routing=True)` reports it (`blocks`: the block each
     encoder layer runs, `probabilities`: the softmax over the layer's blocks), and with two or more tasks their
-    `routing_agreement` (`UPSTaskRouter.agreement`: 1 when all take one path)."""
+    `routing_agreement` (`UPSTaskRouter.agreement`: 1 when all take one path). `task_ids`: the model's ids of
+    `tasks`."""
     routing = model.get_encoder().routing
-    task_ids = torch.tensor([model.config.tasks.index(t) for t in tasks], device=model.device)
     with torch.no_grad():
         probabilities = routing.scores(task_ids).softmax(-1).float().cpu()
         found = {"routing": {t: {"blocks": p.argmax(-1).tolist(), "probabilities": p.tolist()}
@@ -573,7 +572,7 @@ def finish(run: Run, vocabulary: dict) -> dict:
     results = {"train_time_s": train_time, "steps": args.max_steps, "tasks": args.tasks,
                "num_processes": accelerator.num_processes, "distributed_type": str(accelerator.distributed_type),
                "parameter_checksums": checksums, "torch_threads_per_process": torch.get_num_threads(), **vocabulary,
-               **routing_map(unwrapped, args.task_set)}
+               **routing_map(unwrapped, args.task_set, run.task_ids)}
     final = run.output_dir / "final"
     if accelerator.is_main_process:
         # Saved before the final evaluation too, so that an evaluation that fails loses none of the training.

@@ -240,6 +240,8 @@ def test_routing_separation_pushes_the_tasks_routes_apart_and_is_left_out_of_the
         model = UPSForPoseSequenceModeling.from_pretrained(out / "final")
         task_ids = torch.tensor([model.config.tasks.index(t) for t in tasks])
         agreement[weight] = model.get_encoder().routing.agreement(task_ids).item()
+        # results.json reports the same agreement (train.py's routing map), read off the trained weights
+        assert json.loads((out / "results.json").read_text())["routing_agreement"] == pytest.approx(agreement[weight])
         first_loss[weight] = [row["loss"] for row in _log(out) if row["step"] == 1]
     assert agreement[5.0] < agreement[0.0] - 0.05, agreement
     assert first_loss[5.0] == first_loss[0.0], first_loss
