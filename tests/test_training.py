@@ -598,6 +598,52 @@ def test_axis_scaling_stretches_each_axis_of_3d_clips_only_while_training():
         _collate_synthetic("action_recognition_3d", True, num_samples=1, scale_range=1.0)
 
 
+def test_joint_noise_moves_present_joints_of_3d_clips_only_while_training():
+    from modeling_ups.training.data import TaskCollator
+
+    def collate(task, train, **noise):
+        return _collate_synthetic(task, train, num_samples=6, **noise)[0][0]
+
+    plain = collate("action_recognition_3d", True)
+    offset, jitter = collate("action_recognition_3d", True, joint_offset_mm=30.0), \
+        collate("action_recognition_3d", True, joint_jitter_mm=30.0)
+    offsets = []
+    for before, moved, shaken in zip(plain, offset, jitter):
+        assert moved.shape == shaken.shape == before.shape
+        np.testing.assert_array_equal(moved[..., 3:], before[..., 3:])  # channels past x, y, z are kept
+        present = np.any(before[..., :3] != 0, axis=-1)
+        step = moved[..., :3] - before[..., :3]
+        # One offset per joint for the whole clip, another for each joint, of about the asked size.
+        np.testing.assert_allclose(step[present], np.broadcast_to(step[:, :1], step.shape)[present], atol=1e-3)
+        assert 15.0 < step[present].std() < 45.0
+        assert not np.any(step[~present])
+        offsets.append(step[0, 0])
+        # Jitter is drawn anew for every frame.
+        shake = shaken[0, ..., :3] - before[0, ..., :3]  # (T, J, 3), the first person
+        steady = present[0].all(axis=0)  # joints present in every frame
+        assert np.abs(np.diff(shake[:, steady], axis=0)).mean() > 10.0
+    assert len({tuple(np.round(o.ravel(), 3)) for o in offsets}) == len(offsets)  # each clip draws its own
+    # Evaluation and 2D clips are never moved; neither is a clip without the options.
+    assert all(np.array_equal(a, b) for a, b in zip(collate("action_recognition_3d", False, joint_offset_mm=30.0),
+                                                    collate("action_recognition_3d", False)))
+    assert all(np.array_equal(a, b) for a, b in zip(collate("action_recognition_2d", True, joint_jitter_mm=30.0),
+                                                    collate("action_recognition_2d", True)))
+    # Absent persons and missing joints (zeros) stay zero.
+    collator = TaskCollator(None, "early_action_prediction_3d", None, train=True, joint_offset_mm=30.0,
+                            joint_jitter_mm=30.0)
+    clip = np.ones((2, 4, 5, 3), dtype=np.float32)
+    clip[1] = 0.0
+    clip[0, :, 2] = 0.0
+    noisy = collator._joint_noise((0,), clip)
+    assert noisy.dtype == clip.dtype and not np.any(noisy[1]) and not np.any(noisy[0, :, 2])
+    assert np.all(noisy[0, :, [0, 1, 3, 4]] != 1.0)
+    for name in ("joint_offset_mm", "joint_jitter_mm"):
+        with pytest.raises(ValueError, match=name):
+            TaskCollator(None, "action_recognition_3d", None, train=True, **{name: -1.0})
+    args = _train_script().parse_args(["--joint_offset_mm", "30", "--joint_jitter_mm", "15"])
+    assert (args.joint_offset_mm, args.joint_jitter_mm) == (30.0, 15.0)
+
+
 def test_several_pose_target_frames_train_save_and_lift_a_video(tmp_path):
     """`--pose_target_frames 3`: the model, its config and the saved processor predict 3 frames per window (scored
     with `--pose_decoding expectation`); the checkpoint lifts every frame of a video through the pipeline, a window

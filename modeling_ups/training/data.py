@@ -13,16 +13,18 @@ Every dataset follows ``datasets_scripts.schema`` (``poses`` stored frames-first
 Training may rotate 3D inputs at random (``rotation_degrees``): the camera of a test view is rarely one of the
 training views (NW-UCLA cross-view, NTU cross-view), so the model must not learn the training cameras' viewpoints.
 It may stretch each axis of a 3D clip by its own random factor (``scale_range``, pyskl's RandomScale), so that body
-proportions and depth differ between views as they do between cameras. It may also mirror samples
+proportions and depth differ between views as they do between cameras. It may move each joint of a 3D clip by
+Gaussian noise (``joint_offset_mm`` once per clip, ``joint_jitter_mm`` in every frame), as a depth camera's tracker
+places a joint seen from another side consistently off, and unsteadily. It may also mirror samples
 (``flip_probability``, VideoPose3D's flip augmentation): horizontal coordinates negated, left and right joints
 swapped, in the input and in a pose target alike, which doubles the poses a small dataset shows (HumanEva-I) and
 leaves every action's label as it is. Recognition clips resampled to the processor's ``num_frames`` may take a
 random frame of each segment instead of its centre (``random_frame_sampling``, pyskl's training-time
 UniformSampleFrames), so that no two epochs show a clip at the same instants.
 
-Randomness (observation ratios, window centres, rotations, scales, flips) is a pure function of (seed, task,
-stream position), so a resumed run sees exactly the samples an uninterrupted run would, however the stream is split
-into ranks.
+Randomness (observation ratios, window centres, rotations, scales, joint noise, flips) is a pure function of (seed,
+task, stream position), so a resumed run sees exactly the samples an uninterrupted run would, however the stream is
+split into ranks.
 """
 
 from dataclasses import dataclass
@@ -43,6 +45,7 @@ _ROTATION_STREAM = 1
 _FLIP_STREAM = 2
 _SCALE_STREAM = 3
 _FRAME_STREAM = 4
+_NOISE_STREAM = 5
 RECOGNITION_TASKS = ("action_recognition_3d", "action_recognition_2d")
 
 
@@ -114,6 +117,10 @@ class TaskCollator:
             persons, missing joints) stay zero because the rotation is linear.
         scale_range: training only, 3D recognition and early prediction: multiply each axis by its own factor drawn
             uniformly from [1 - scale_range, 1 + scale_range]; 0 turns it off.
+        joint_offset_mm: training only, 3D recognition and early prediction: move each joint of a clip by one offset
+            for the whole clip, each axis drawn from N(0, joint_offset_mm^2) (after the rotation and scaling, in the
+            clip's millimetres); absent persons and missing joints stay zero. 0 turns it off.
+        joint_jitter_mm: the same, drawn anew for every frame.
         flip_probability: training only, every task: mirror a sample with this probability
             (:meth:`SkeletonLayout.mirror`, input and pose target alike); 0 turns it off.
         random_frame_sampling: training only, 3D and 2D recognition with the processor's `num_frames` set: take a
@@ -126,7 +133,8 @@ class TaskCollator:
     def __init__(self, processor, task: str, dataset, train: bool, seed: int = 0,
                  pose_window: Optional[int] = None, observation_ratio: Optional[float] = None,
                  rotation_degrees: float = 0.0, flip_probability: float = 0.0, scale_range: float = 0.0,
-                 random_frame_sampling: bool = False, test_clip: int = 0):
+                 random_frame_sampling: bool = False, test_clip: int = 0, joint_offset_mm: float = 0.0,
+                 joint_jitter_mm: float = 0.0):
         if task not in UPS_TASKS:
             raise ValueError(f"Unknown task {task!r}; choose from {list(UPS_TASKS)}")
         if not 0.0 <= rotation_degrees <= 180.0:
@@ -135,10 +143,14 @@ class TaskCollator:
             raise ValueError(f"scale_range must be in [0, 1), got {scale_range}")
         if not 0.0 <= flip_probability <= 1.0:
             raise ValueError(f"flip_probability must be in [0, 1], got {flip_probability}")
+        for name, value in (("joint_offset_mm", joint_offset_mm), ("joint_jitter_mm", joint_jitter_mm)):
+            if not value >= 0.0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
         self.processor, self.task, self.dataset, self.train = processor, task, dataset, train
         self.seed, self.pose_window, self.observation_ratio = seed, pose_window, observation_ratio
         self.rotation_degrees, self.scale_range, self.flip_probability = rotation_degrees, scale_range, flip_probability
         self.random_frame_sampling, self.test_clip = random_frame_sampling, int(test_clip)
+        self.joint_offset_mm, self.joint_jitter_mm = joint_offset_mm, joint_jitter_mm
 
     def _view_transform(self, key) -> Optional[np.ndarray]:
         """The 3x3 map a 3D training clip goes through (random rotation, then per-axis scale), or None when both
@@ -152,6 +164,19 @@ class TaskCollator:
             factors = self._rng((*key, _SCALE_STREAM)).uniform(1.0 - self.scale_range, 1.0 + self.scale_range, size=3)
             transform = factors.astype(np.float32)[:, None] * transform
         return transform
+
+    def _joint_noise(self, key, seq: np.ndarray) -> np.ndarray:
+        """``seq`` (M, T, J, C) with Gaussian noise added to the 3D coordinates of its present joints (see
+        `joint_offset_mm` and `joint_jitter_mm`); ``seq`` itself when both are off."""
+        if not (self.train and self.task in VIEW_AUGMENTED_TASKS and (self.joint_offset_mm or self.joint_jitter_mm)):
+            return seq
+        rng = self._rng((*key, _NOISE_STREAM))
+        persons, frames, joints = seq.shape[:3]
+        noise = rng.normal(0.0, self.joint_offset_mm, size=(persons, 1, joints, 3))
+        if self.joint_jitter_mm:
+            noise = noise + rng.normal(0.0, self.joint_jitter_mm, size=(persons, frames, joints, 3))
+        present = np.any(seq[..., :3] != 0, axis=-1, keepdims=True)
+        return np.concatenate([seq[..., :3] + (noise * present).astype(seq.dtype), seq[..., 3:]], axis=-1)
 
     def _sampled_frames(self, key, num_frames: int) -> Optional[np.ndarray]:
         """Frames a recognition clip is resampled to at random (see `random_frame_sampling` and `test_clip`), or
@@ -204,6 +229,7 @@ class TaskCollator:
                 transform = self._view_transform(keys[i])
                 if transform is not None:
                     seq = np.concatenate([seq[..., :3] @ transform.T, seq[..., 3:]], axis=-1)
+                seq = self._joint_noise(keys[i], seq)
                 if self.task == "action_recognition_2d":
                     coordinates = "2d"
                     if "confidences" in row and row["confidences"] is not None:
