@@ -613,7 +613,7 @@ def test_joint_noise_moves_present_joints_of_3d_clips_only_while_training():
         np.testing.assert_array_equal(moved[..., 3:], before[..., 3:])  # channels past x, y, z are kept
         present = np.any(before[..., :3] != 0, axis=-1)
         step = moved[..., :3] - before[..., :3]
-        # One offset per joint for the whole clip, another for each joint, of about the asked size.
+        # Each joint moves by its own offset, the same in every frame, of about the asked size.
         np.testing.assert_allclose(step[present], np.broadcast_to(step[:, :1], step.shape)[present], atol=1e-3)
         assert 15.0 < step[present].std() < 45.0
         assert not np.any(step[~present])
