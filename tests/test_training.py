@@ -640,8 +640,34 @@ def test_joint_noise_moves_present_joints_of_3d_clips_only_while_training():
     for name in ("joint_offset_mm", "joint_jitter_mm"):
         with pytest.raises(ValueError, match=name):
             TaskCollator(None, "action_recognition_3d", None, train=True, **{name: -1.0})
-    args = _train_script().parse_args(["--joint_offset_mm", "30", "--joint_jitter_mm", "15"])
-    assert (args.joint_offset_mm, args.joint_jitter_mm) == (30.0, 15.0)
+
+
+def test_every_training_augmentation_option_reaches_the_collator(monkeypatch):
+    """`examples/train.py`'s augmentation flags are handed to each task's training collator as given."""
+    from types import SimpleNamespace
+
+    from datasets_scripts.synthetic import build_synthetic_datasets
+    from modeling_ups.training.data import TaskCollator
+
+    train = _train_script()
+    given = {"rotation_degrees": 10.0, "scale_range": 0.2, "joint_offset_mm": 30.0, "joint_jitter_mm": 15.0,
+             "flip_probability": 0.5, "random_frame_sampling": True}
+    args = train.parse_args(["--text_encoder", "none", "--tasks", "action_recognition_3d", "--rotation_degrees", "10",
+                             "--scale_range", "0.2", "--joint_offset_mm", "30", "--joint_jitter_mm", "15",
+                             "--flip_probability", "0.5", "--random_frame_sampling"])
+    seen = {}
+
+    class RecordingCollator(TaskCollator):
+        def __init__(self, *args, **kwargs):
+            seen.update(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(train, "TaskCollator", RecordingCollator)
+    run = SimpleNamespace(args=args, accelerator=SimpleNamespace(num_processes=1, process_index=0),
+                          processor=train.load_processor(args),
+                          datasets=build_synthetic_datasets(num_train=8, num_test=2, seed=0))
+    train.task_batch_iterators(run, SimpleNamespace(batches_before=lambda task, step: 0), 0)
+    assert {name: seen.get(name) for name in given} == given
 
 
 def test_several_pose_target_frames_train_save_and_lift_a_video(tmp_path):
