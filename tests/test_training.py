@@ -652,9 +652,8 @@ def test_every_training_augmentation_option_reaches_the_collator(monkeypatch):
     train = _train_script()
     given = {"rotation_degrees": 10.0, "scale_range": 0.2, "joint_offset_mm": 30.0, "joint_jitter_mm": 15.0,
              "flip_probability": 0.5, "random_frame_sampling": True}
-    args = train.parse_args(["--text_encoder", "none", "--tasks", "action_recognition_3d", "--rotation_degrees", "10",
-                             "--scale_range", "0.2", "--joint_offset_mm", "30", "--joint_jitter_mm", "15",
-                             "--flip_probability", "0.5", "--random_frame_sampling"])
+    flags = [f"--{name}" if value is True else f"--{name}={value}" for name, value in given.items()]
+    args = train.parse_args(["--text_encoder", "none", "--tasks", "action_recognition_3d", *flags])
     seen = {}
 
     class RecordingCollator(TaskCollator):
