@@ -38,7 +38,7 @@ from datasets_scripts.synthetic import build_synthetic_datasets  # noqa: E402  (
 from modeling_ups import UPS_TASKS, UPSConfig, UPSForPoseSequenceModeling, UPSProcessor  # noqa: E402
 from modeling_ups.training import CheckpointManager, ResumableBatchSampler, TaskRotation, load_recipe  # noqa: E402
 from modeling_ups.processing_ups import POSE_DECODINGS  # noqa: E402
-from modeling_ups.training.data import KeyedRows, TaskCollator, load_task_datasets  # noqa: E402
+from modeling_ups.training.data import FRAME_SAMPLINGS, KeyedRows, TaskCollator, load_task_datasets  # noqa: E402
 from modeling_ups.training.evaluate_tasks import evaluate_all_tasks, format_results_table  # noqa: E402
 from modeling_ups.utils.resources import find_resource  # noqa: E402
 from modeling_ups.utils.text_embeddings import (  # noqa: E402
@@ -69,7 +69,7 @@ DEFAULTS = dict(
     resume_from_checkpoint=None, report_to="none", logging_steps=10, seed=0, mixed_precision="no",
     text_encoder="auto", num_train_samples=2000, num_eval_samples=400, max_eval_samples=None, pose_window=None,
     rotation_degrees=0.0, scale_range=0.0, joint_offset_mm=0.0, joint_jitter_mm=0.0, flip_probability=0.0,
-    random_frame_sampling=False, test_time_flip=False, test_clips=1, pose_decoding=None,
+    frame_sampling="centre", test_time_flip=False, test_clips=1, pose_decoding=None,
     pose_eval_stride=5, num_frames=None, align_view=False, box_normalize=False, pose_target_frames=None, layouts=None,
     dataloader_num_workers=0,
     num_threads=None, skip_final_evaluation=False,
@@ -140,9 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ema_decay", type=float,
                    help="keep an exponential moving average of the weights with this decay per step (e.g. 0.999) and "
                         "evaluate and save it instead of the last weights (0: off)")
-    p.add_argument("--random_frame_sampling", action="store_true", default=None,
-                   help="training augmentation of recognition clips resampled to --num_frames: a random frame of "
-                        "each segment instead of its centre (pyskl's UniformSampleFrames)")
+    p.add_argument("--frame_sampling", choices=FRAME_SAMPLINGS,
+                   help="training augmentation of recognition clips resampled to --num_frames: each segment's centre "
+                        "(centre), a random frame of each segment (segment: pyskl's UniformSampleFrames) or frames "
+                        "drawn anywhere in the clip with replacement, in order (sorted_draws: CTR-GCN's NW-UCLA)")
+    p.add_argument("--random_frame_sampling", dest="frame_sampling", action="store_const", const="segment",
+                   help="the same as --frame_sampling segment (the option's earlier name)")
     p.add_argument("--test_time_flip", action="store_true", default=None,
                    help="final evaluation of pose estimation: average each prediction with the mirrored input's, "
                         "mirrored back (VideoPose3D's test-time augmentation)")
@@ -460,7 +463,7 @@ def task_batch_iterators(run: Run, rotation: TaskRotation, start_step: int) -> d
             collate_fn=TaskCollator(run.processor, t, train_split, train=True, seed=args.seed,
                                     pose_window=args.pose_window, rotation_degrees=args.rotation_degrees,
                                     flip_probability=args.flip_probability, scale_range=args.scale_range,
-                                    random_frame_sampling=args.random_frame_sampling,
+                                    frame_sampling=args.frame_sampling,
                                     joint_offset_mm=args.joint_offset_mm, joint_jitter_mm=args.joint_jitter_mm),
         )
         iterators[t] = iter(loader)

@@ -504,7 +504,7 @@ def test_config_overrides_change_the_preset_and_are_checked_like_the_config():
         build("no_such_field=1")
 
 
-def test_random_frame_sampling_and_extra_test_clips_take_one_frame_of_each_segment():
+def test_frame_sampling_and_extra_test_clips_take_the_frames_they_name():
     from datasets_scripts.synthetic import build_synthetic_datasets
     from modeling_ups import UPSProcessor
     from modeling_ups.feature_extraction_ups import uniform_frame_indices
@@ -517,19 +517,22 @@ def test_random_frame_sampling_and_extra_test_clips_take_one_frame_of_each_segme
     def clips(task, train, sampling, test_clip=0):
         split = datasets[task]["train"]
         rows = [split.with_format("numpy")[i] for i in range(6)]
-        collator = TaskCollator(processor, task, split, train=train, seed=0, random_frame_sampling=sampling,
+        collator = TaskCollator(processor, task, split, train=train, seed=0, frame_sampling=sampling,
                                 test_clip=test_clip)
         return collator.inputs_and_targets(rows, [(i,) for i in range(6)])[0], rows
+
+    def source_frames(clip, row):
+        """The frame of the source clip each of `clip`'s 8 frames is (the synthetic clips repeat no frame)."""
+        source = np.swapaxes(row["poses"], 0, 1)[..., :2]  # (M, T, J, 2): the channels every task keeps
+        assert clip.shape[1] == 8
+        return [next(t for t in range(source.shape[1]) if np.array_equal(source[:, t], clip[:, k, :, :2]))
+                for k in range(8)]
 
     def frames_drawn(sampled, rows):
         drawn = []
         for clip, row in zip(sampled, rows):
-            source = np.swapaxes(row["poses"], 0, 1)[..., :2]  # (M, T, J, 2): the channels every task keeps
-            length = source.shape[1]
-            assert clip.shape[1] == 8
+            found, length = source_frames(clip, row), len(row["poses"])
             # Each output frame is a frame of its own segment of the clip, in order.
-            found = [next(t for t in range(length) if np.array_equal(source[:, t], clip[:, k, :, :2]))
-                     for k in range(8)]
             lower, upper = uniform_frame_indices(length, 8, 0.0), uniform_frame_indices(length, 8, 0.999999)
             assert all(lo <= f <= up for f, lo, up in zip(found, lower, upper)), (found, lower, upper)
             drawn.append(tuple(found))
@@ -538,16 +541,29 @@ def test_random_frame_sampling_and_extra_test_clips_take_one_frame_of_each_segme
         return drawn
 
     for task in ("action_recognition_3d", "action_recognition_2d"):
-        frames_drawn(*clips(task, True, True))
+        frames_drawn(*clips(task, True, "segment"))
         # Evaluation's extra test clips draw the same way, each clip its own frames.
-        first, second = frames_drawn(*clips(task, False, False, 1)), frames_drawn(*clips(task, False, False, 2))
+        first, second = frames_drawn(*clips(task, False, "centre", 1)), frames_drawn(*clips(task, False, "centre", 2))
         assert first != second
-        # Evaluation, and training without the option, leave the resampling to the processor (segment centres).
-        for train, sampling in ((False, True), (True, False)):
-            plain, rows = clips(task, train, sampling)
-            assert all(a.shape[1] == len(r["poses"]) for a, r in zip(plain, rows))
-    pose_clips, pose_rows = clips("pose_estimation_3d", True, True)
+        # Sorted draws: frames of the whole clip, in order, not bound to one frame per segment.
+        sampled, rows = clips(task, True, "sorted_draws")
+        drawn = [source_frames(clip, row) for clip, row in zip(sampled, rows)]
+        assert all(found == sorted(found) for found in drawn)
+        outside_own_segment = [
+            any(not lo <= f <= up for f, lo, up in zip(found, uniform_frame_indices(len(r["poses"]), 8, 0.0),
+                                                       uniform_frame_indices(len(r["poses"]), 8, 0.999999)))
+            for found, r in zip(drawn, rows)]
+        assert any(outside_own_segment), drawn
+        # Training with the centres, and evaluation's first clip, hand the whole clip to the processor.
+        for train_ in (True, False):
+            whole, rows = clips(task, train_, "centre")
+            assert all(np.array_equal(clip[..., :2], np.swapaxes(row["poses"], 0, 1)[..., :2])
+                       for clip, row in zip(whole, rows))
+    # Pose estimation's windows are never resampled.
+    pose_clips, pose_rows = clips("pose_estimation_3d", True, "sorted_draws")
     assert [c.shape[1] for c in pose_clips] == [len(r["poses_2d"]) for r in pose_rows]
+    with pytest.raises(ValueError, match="frame_sampling must be one of"):
+        TaskCollator(None, "action_recognition_3d", None, train=True, frame_sampling="random")
 
 
 def test_layouts_option_builds_a_model_padded_to_the_kept_layouts_only():
@@ -596,6 +612,16 @@ def test_axis_scaling_stretches_each_axis_of_3d_clips_only_while_training():
                                                     collate("action_recognition_2d", True, 0.0)))
     with pytest.raises(ValueError, match="scale_range"):
         _collate_synthetic("action_recognition_3d", True, num_samples=1, scale_range=1.0)
+    # A processor that box-normalises clips undoes any per-axis stretch (test_feature_extraction), so the pair is
+    # refused rather than trained as if it scaled.
+    from modeling_ups import UPSProcessor
+    from modeling_ups.training.data import TaskCollator
+
+    boxed = UPSProcessor.from_pretrained(REPO / "processors" / "synthetic")
+    boxed.feature_extractor.box_normalize = True
+    with pytest.raises(ValueError, match="no effect with the processor's box_normalize"):
+        TaskCollator(boxed, "action_recognition_3d", None, train=True, scale_range=0.2)
+    TaskCollator(boxed, "action_recognition_3d", None, train=True, rotation_degrees=60.0)
 
 
 def test_joint_noise_moves_present_joints_of_3d_clips_only_while_training():
@@ -651,8 +677,8 @@ def test_every_training_augmentation_option_reaches_the_collator(monkeypatch):
 
     train = _train_script()
     given = {"rotation_degrees": 10.0, "scale_range": 0.2, "joint_offset_mm": 30.0, "joint_jitter_mm": 15.0,
-             "flip_probability": 0.5, "random_frame_sampling": True}
-    flags = [f"--{name}" if value is True else f"--{name}={value}" for name, value in given.items()]
+             "flip_probability": 0.5, "frame_sampling": "sorted_draws"}
+    flags = [f"--{name}={value}" for name, value in given.items()]
     args = train.parse_args(["--text_encoder", "none", "--tasks", "action_recognition_3d", *flags])
     seen = {}
 
@@ -667,6 +693,8 @@ def test_every_training_augmentation_option_reaches_the_collator(monkeypatch):
                           datasets=build_synthetic_datasets(num_train=8, num_test=2, seed=0))
     train.task_batch_iterators(run, SimpleNamespace(batches_before=lambda task, step: 0), 0)
     assert {name: seen.get(name) for name in given} == given
+    # The option's earlier name stays a spelling of one of its values.
+    assert train.parse_args(["--random_frame_sampling"]).frame_sampling == "segment"
 
 
 def test_several_pose_target_frames_train_save_and_lift_a_video(tmp_path):

@@ -19,8 +19,10 @@ places a joint seen from another side consistently off, and unsteadily. It may a
 (``flip_probability``, VideoPose3D's flip augmentation): horizontal coordinates negated, left and right joints
 swapped, in the input and in a pose target alike, which doubles the poses a small dataset shows (HumanEva-I) and
 leaves every action's label as it is. Recognition clips resampled to the processor's ``num_frames`` may take a
-random frame of each segment instead of its centre (``random_frame_sampling``, pyskl's training-time
-UniformSampleFrames), so that no two epochs show a clip at the same instants.
+random frame of each segment instead of its centre (``frame_sampling="segment"``, pyskl's training-time
+UniformSampleFrames), or frames drawn anywhere in the clip with replacement and put in order
+(``frame_sampling="sorted_draws"``, CTR-GCN's NW-UCLA feeder), which also varies the pace from one part of a clip to
+the next, so that no two epochs show a clip at the same instants.
 
 Randomness (observation ratios, window centres, rotations, scales, joint noise, flips) is a pure function of (seed,
 task, stream position), so a resumed run sees exactly the samples an uninterrupted run would, however the stream is
@@ -47,6 +49,8 @@ _SCALE_STREAM = 3
 _FRAME_STREAM = 4
 _NOISE_STREAM = 5
 RECOGNITION_TASKS = ("action_recognition_3d", "action_recognition_2d")
+# How a training recognition clip is resampled to the processor's `num_frames` (TaskCollator's `frame_sampling`).
+FRAME_SAMPLINGS = ("centre", "segment", "sorted_draws")
 
 
 def random_view_rotation(rng: np.random.Generator, max_degrees: float) -> np.ndarray:
@@ -116,15 +120,18 @@ class TaskCollator:
             and pitch up to this many degrees (:func:`random_view_rotation`); 0 turns it off. Zeros (absent
             persons, missing joints) stay zero because the rotation is linear.
         scale_range: training only, 3D recognition and early prediction: multiply each axis by its own factor drawn
-            uniformly from [1 - scale_range, 1 + scale_range]; 0 turns it off.
+            uniformly from [1 - scale_range, 1 + scale_range]; 0 turns it off. Refused with a processor that
+            box-normalises clips, which undoes it.
         joint_offset_mm: training only, 3D recognition and early prediction: move each joint of a clip by one offset
             for the whole clip, each axis drawn from N(0, joint_offset_mm^2) (after the rotation and scaling, in the
             clip's millimetres); absent persons and missing joints stay zero. 0 turns it off.
         joint_jitter_mm: the same, drawn anew for every frame.
         flip_probability: training only, every task: mirror a sample with this probability
             (:meth:`SkeletonLayout.mirror`, input and pose target alike); 0 turns it off.
-        random_frame_sampling: training only, 3D and 2D recognition with the processor's `num_frames` set: take a
-            random frame of each of the `num_frames` equal segments of a clip instead of the segment's centre.
+        frame_sampling: training only, 3D and 2D recognition with the processor's `num_frames` set, one of
+            `FRAME_SAMPLINGS`: ``"centre"`` leaves the resampling to the processor (the centre of each of the
+            `num_frames` equal segments of a clip); ``"segment"`` takes a random frame of each segment;
+            ``"sorted_draws"`` draws `num_frames` frames of the whole clip uniformly with replacement and sorts them.
         test_clip: evaluation of 3D and 2D recognition with the processor's `num_frames` set: 0 takes each
             segment's centre; clip `c > 0` a random frame of each segment, drawn from (seed, c, sample), so that
             the scores of several clips of one sample can be averaged (pyskl's test-time `num_clips`).
@@ -133,7 +140,7 @@ class TaskCollator:
     def __init__(self, processor, task: str, dataset, train: bool, seed: int = 0,
                  pose_window: Optional[int] = None, observation_ratio: Optional[float] = None,
                  rotation_degrees: float = 0.0, flip_probability: float = 0.0, scale_range: float = 0.0,
-                 random_frame_sampling: bool = False, test_clip: int = 0, joint_offset_mm: float = 0.0,
+                 frame_sampling: str = "centre", test_clip: int = 0, joint_offset_mm: float = 0.0,
                  joint_jitter_mm: float = 0.0):
         if task not in UPS_TASKS:
             raise ValueError(f"Unknown task {task!r}; choose from {list(UPS_TASKS)}")
@@ -141,15 +148,22 @@ class TaskCollator:
             raise ValueError(f"rotation_degrees must be in [0, 180], got {rotation_degrees}")
         if not 0.0 <= scale_range < 1.0:
             raise ValueError(f"scale_range must be in [0, 1), got {scale_range}")
+        if scale_range and processor is not None and processor.feature_extractor.box_normalize:
+            # The box maps each axis of a clip onto [-1, 1] whatever its extent, so a per-axis stretch before it
+            # leaves the model input as it was (to float rounding): a run asking for both would get no scaling.
+            raise ValueError(f"scale_range={scale_range} has no effect with the processor's box_normalize, which "
+                             "stretches each axis of a clip to [-1, 1] again; leave one of them out")
         if not 0.0 <= flip_probability <= 1.0:
             raise ValueError(f"flip_probability must be in [0, 1], got {flip_probability}")
+        if frame_sampling not in FRAME_SAMPLINGS:
+            raise ValueError(f"frame_sampling must be one of {list(FRAME_SAMPLINGS)}, got {frame_sampling!r}")
         for name, value in (("joint_offset_mm", joint_offset_mm), ("joint_jitter_mm", joint_jitter_mm)):
             if not value >= 0.0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         self.processor, self.task, self.dataset, self.train = processor, task, dataset, train
         self.seed, self.pose_window, self.observation_ratio = seed, pose_window, observation_ratio
         self.rotation_degrees, self.scale_range, self.flip_probability = rotation_degrees, scale_range, flip_probability
-        self.random_frame_sampling, self.test_clip = random_frame_sampling, int(test_clip)
+        self.frame_sampling, self.test_clip = frame_sampling, int(test_clip)
         self.joint_offset_mm, self.joint_jitter_mm = joint_offset_mm, joint_jitter_mm
 
     def _view_transform(self, key) -> Optional[np.ndarray]:
@@ -179,15 +193,16 @@ class TaskCollator:
         return np.concatenate([seq[..., :3] + (noise * present).astype(seq.dtype), seq[..., 3:]], axis=-1)
 
     def _sampled_frames(self, key, num_frames: int) -> Optional[np.ndarray]:
-        """Frames a recognition clip is resampled to at random (see `random_frame_sampling` and `test_clip`), or
-        None when the processor resamples it to its segments' centres."""
+        """Frames a recognition clip is resampled to at random (see `frame_sampling` and `test_clip`), or None when
+        the processor resamples it to its segments' centres."""
         wanted = self.processor.feature_extractor.num_frames
-        sampled = self.random_frame_sampling if self.train else self.test_clip > 0
-        if not (sampled and self.task in RECOGNITION_TASKS and wanted):
+        sampling = self.frame_sampling if self.train else ("segment" if self.test_clip > 0 else "centre")
+        if sampling == "centre" or not (self.task in RECOGNITION_TASKS and wanted):
             return None
-        stream = (_FRAME_STREAM,) if self.train else (_FRAME_STREAM, self.test_clip)
-        offsets = self._rng((*key, *stream)).random(wanted)
-        return uniform_frame_indices(num_frames, wanted, offsets)
+        rng = self._rng((*key, _FRAME_STREAM) if self.train else (*key, _FRAME_STREAM, self.test_clip))
+        if sampling == "sorted_draws":
+            return np.sort(rng.integers(num_frames, size=wanted))
+        return uniform_frame_indices(num_frames, wanted, rng.random(wanted))
 
     def _flips(self, key) -> bool:
         return self.train and self.flip_probability > 0 and (
