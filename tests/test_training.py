@@ -528,13 +528,17 @@ def test_frame_sampling_and_extra_test_clips_take_the_frames_they_name():
         return [next(t for t in range(source.shape[1]) if np.array_equal(source[:, t], clip[:, k, :, :2]))
                 for k in range(8)]
 
+    def in_own_segments(found, length):
+        """Whether each of the 8 frames found lies in its own segment of a clip of `length` frames."""
+        lower, upper = uniform_frame_indices(length, 8, 0.0), uniform_frame_indices(length, 8, 0.999999)
+        return all(lo <= f <= up for f, lo, up in zip(found, lower, upper))
+
     def frames_drawn(sampled, rows):
         drawn = []
         for clip, row in zip(sampled, rows):
-            found, length = source_frames(clip, row), len(row["poses"])
+            found = source_frames(clip, row)
             # Each output frame is a frame of its own segment of the clip, in order.
-            lower, upper = uniform_frame_indices(length, 8, 0.0), uniform_frame_indices(length, 8, 0.999999)
-            assert all(lo <= f <= up for f, lo, up in zip(found, lower, upper)), (found, lower, upper)
+            assert in_own_segments(found, len(row["poses"])), found
             drawn.append(tuple(found))
         assert any(d != tuple(uniform_frame_indices(len(r["poses"]), 8)) for d, r in zip(drawn, rows))
         assert len(set(drawn)) > 1
@@ -549,11 +553,7 @@ def test_frame_sampling_and_extra_test_clips_take_the_frames_they_name():
         sampled, rows = clips(task, True, "sorted_draws")
         drawn = [source_frames(clip, row) for clip, row in zip(sampled, rows)]
         assert all(found == sorted(found) for found in drawn)
-        outside_own_segment = [
-            any(not lo <= f <= up for f, lo, up in zip(found, uniform_frame_indices(len(r["poses"]), 8, 0.0),
-                                                       uniform_frame_indices(len(r["poses"]), 8, 0.999999)))
-            for found, r in zip(drawn, rows)]
-        assert any(outside_own_segment), drawn
+        assert not all(in_own_segments(found, len(row["poses"])) for found, row in zip(drawn, rows)), drawn
         # Training with the centres, and evaluation's first clip, hand the whole clip to the processor.
         for train_ in (True, False):
             whole, rows = clips(task, train_, "centre")
