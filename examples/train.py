@@ -68,7 +68,8 @@ DEFAULTS = dict(
     checkpointing_steps=0, checkpoints_total_limit=2,
     resume_from_checkpoint=None, report_to="none", logging_steps=10, seed=0, mixed_precision="no",
     text_encoder="auto", num_train_samples=2000, num_eval_samples=400, max_eval_samples=None, pose_window=None,
-    rotation_degrees=0.0, scale_range=0.0, joint_offset_mm=0.0, joint_jitter_mm=0.0, flip_probability=0.0,
+    rotation_degrees=0.0, scale_range=0.0, shear_range=0.0, joint_offset_mm=0.0, joint_jitter_mm=0.0,
+    flip_probability=0.0,
     frame_sampling="centre", test_time_flip=False, test_clips=1, pose_decoding=None,
     pose_eval_stride=5, num_frames=None, align_view=False, box_normalize=False, pose_target_frames=None, layouts=None,
     dataloader_num_workers=0,
@@ -129,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale_range", type=float,
                    help="training augmentation of 3D recognition / early prediction: stretch each axis by its own "
                         "random factor in [1 - s, 1 + s] (pyskl's RandomScale uses 0.1; 0: off)")
+    p.add_argument("--shear_range", type=float,
+                   help="training augmentation of 3D recognition / early prediction: shear each clip after its "
+                        "rotation, every off-diagonal entry of the 3x3 shear uniform in [-s, s] (AimCLR uses 0.5; "
+                        "0: off)")
     p.add_argument("--joint_offset_mm", type=float,
                    help="training augmentation of 3D recognition / early prediction: move each joint of a clip by one "
                         "Gaussian offset of this standard deviation per axis, in millimetres (0: off)")
@@ -463,6 +468,7 @@ def task_batch_iterators(run: Run, rotation: TaskRotation, start_step: int) -> d
             collate_fn=TaskCollator(run.processor, t, train_split, train=True, seed=args.seed,
                                     pose_window=args.pose_window, rotation_degrees=args.rotation_degrees,
                                     flip_probability=args.flip_probability, scale_range=args.scale_range,
+                                    shear_range=args.shear_range,
                                     frame_sampling=args.frame_sampling,
                                     joint_offset_mm=args.joint_offset_mm, joint_jitter_mm=args.joint_jitter_mm),
         )

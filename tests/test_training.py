@@ -624,6 +624,45 @@ def test_axis_scaling_stretches_each_axis_of_3d_clips_only_while_training():
     TaskCollator(boxed, "action_recognition_3d", None, train=True, rotation_degrees=60.0)
 
 
+def test_shear_maps_each_3d_training_clip_by_its_own_unit_diagonal_shear_that_the_box_keeps():
+    from modeling_ups import UPSProcessor
+    from modeling_ups.training.data import random_shear
+
+    shear = random_shear(np.random.default_rng(0), 0.3)
+    np.testing.assert_array_equal(np.diag(shear), np.ones(3))
+    off_diagonal = shear[~np.eye(3, dtype=bool)]
+    assert np.all(np.abs(off_diagonal) <= 0.3) and np.all(off_diagonal != 0)
+
+    def collate(task, train, **augmentation):
+        return _collate_synthetic(task, train, num_samples=6, **augmentation)[0][0]
+
+    plain = collate("action_recognition_3d", True, rotation_degrees=30.0)
+    sheared = collate("action_recognition_3d", True, rotation_degrees=30.0, shear_range=0.3)
+    maps = []
+    for before, after in zip(plain, sheared):
+        # The sheared clip is the rotated clip through one linear map: recover it by least squares.
+        solution, residual, *_ = np.linalg.lstsq(before[..., :3].reshape(-1, 3), after[..., :3].reshape(-1, 3),
+                                                 rcond=None)
+        linear_map = solution.T
+        np.testing.assert_allclose(before[..., :3].reshape(-1, 3) @ linear_map.T, after[..., :3].reshape(-1, 3),
+                                   atol=1e-2)
+        np.testing.assert_allclose(np.diag(linear_map), np.ones(3), atol=1e-4)
+        assert np.all(np.abs(linear_map[~np.eye(3, dtype=bool)]) <= 0.3 + 1e-4)
+        maps.append(linear_map)
+    assert len({tuple(np.round(m, 3).ravel()) for m in maps}) == len(maps)  # each clip draws its own shear
+    assert all(np.array_equal(a, b) for a, b in zip(collate("action_recognition_3d", False, shear_range=0.3),
+                                                    collate("action_recognition_3d", False)))
+    assert all(np.array_equal(a, b) for a, b in zip(collate("action_recognition_2d", True, shear_range=0.3),
+                                                    collate("action_recognition_2d", True)))
+    with pytest.raises(ValueError, match="shear_range"):
+        collate("action_recognition_3d", True, shear_range=1.0)
+    # Unlike a per-axis stretch, a shear mixes the axes, so the box normalisation does not undo it.
+    boxed = UPSProcessor.from_pretrained(REPO / "processors" / "synthetic").feature_extractor
+    boxed.box_normalize = True
+    model_input = lambda clip: boxed(clip, task="action_recognition_3d")["pose_values"]  # noqa: E731
+    assert not torch.allclose(model_input(sheared[0]), model_input(plain[0]), atol=1e-2)
+
+
 def test_joint_noise_moves_present_joints_of_3d_clips_only_while_training():
     from modeling_ups.training.data import TaskCollator
 
@@ -676,8 +715,8 @@ def test_every_training_augmentation_option_reaches_the_collator(monkeypatch):
     from modeling_ups.training.data import TaskCollator
 
     train = _train_script()
-    given = {"rotation_degrees": 10.0, "scale_range": 0.2, "joint_offset_mm": 30.0, "joint_jitter_mm": 15.0,
-             "flip_probability": 0.5, "frame_sampling": "sorted_draws"}
+    given = {"rotation_degrees": 10.0, "scale_range": 0.2, "shear_range": 0.3, "joint_offset_mm": 30.0,
+             "joint_jitter_mm": 15.0, "flip_probability": 0.5, "frame_sampling": "sorted_draws"}
     flags = [f"--{name}={value}" for name, value in given.items()]
     args = train.parse_args(["--text_encoder", "none", "--tasks", "action_recognition_3d", *flags])
     seen = {}

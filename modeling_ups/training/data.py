@@ -13,9 +13,11 @@ Every dataset follows ``datasets_scripts.schema`` (``poses`` stored frames-first
 Training may rotate 3D inputs at random (``rotation_degrees``): the camera of a test view is rarely one of the
 training views (NW-UCLA cross-view, NTU cross-view), so the model must not learn the training cameras' viewpoints.
 It may stretch each axis of a 3D clip by its own random factor (``scale_range``, pyskl's RandomScale), so that body
-proportions and depth differ between views as they do between cameras. It may move each joint of a 3D clip by
-Gaussian noise (``joint_offset_mm`` once per clip, ``joint_jitter_mm`` in every frame), as a depth camera's tracker
-places a joint seen from another side consistently off, and unsteadily. It may also mirror samples
+proportions and depth differ between views as they do between cameras. It may shear a 3D clip (``shear_range``,
+the random shear of skeleton contrastive learning: each coordinate plus random multiples of the other two), which,
+unlike a stretch, survives box normalisation and distorts a clip in ways no rotation does. It may move each joint of a
+3D clip by Gaussian noise (``joint_offset_mm`` once per clip, ``joint_jitter_mm`` in every frame), as a depth camera's
+tracker places a joint seen from another side consistently off, and unsteadily. It may also mirror samples
 (``flip_probability``, VideoPose3D's flip augmentation): horizontal coordinates negated, left and right joints
 swapped, in the input and in a pose target alike, which doubles the poses a small dataset shows (HumanEva-I) and
 leaves every action's label as it is. Recognition clips resampled to the processor's ``num_frames`` may take a
@@ -48,6 +50,7 @@ _FLIP_STREAM = 2
 _SCALE_STREAM = 3
 _FRAME_STREAM = 4
 _NOISE_STREAM = 5
+_SHEAR_STREAM = 6
 RECOGNITION_TASKS = ("action_recognition_3d", "action_recognition_2d")
 # How a training recognition clip is resampled to the processor's `num_frames` (TaskCollator's `frame_sampling`).
 FRAME_SAMPLINGS = ("centre", "segment", "sorted_draws")
@@ -62,6 +65,13 @@ def random_view_rotation(rng: np.random.Generator, max_degrees: float) -> np.nda
     about_y = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
     about_x = np.array([[1.0, 0.0, 0.0], [0.0, cp, -sp], [0.0, sp, cp]])
     return (about_x @ about_y).astype(np.float32)
+
+
+def random_shear(rng: np.random.Generator, max_shear: float) -> np.ndarray:
+    """A 3x3 shear: ones on the diagonal, each of the six other entries uniform in [-max_shear, max_shear], so each
+    axis gains random multiples of the other two (AimCLR's and SkeletonCLR's shear augmentation, amplitude 0.5)."""
+    shear = np.eye(3) + rng.uniform(-max_shear, max_shear, size=(3, 3)) * (1.0 - np.eye(3))
+    return shear.astype(np.float32)
 
 
 def _persons_first(stored) -> np.ndarray:
@@ -122,6 +132,8 @@ class TaskCollator:
         scale_range: training only, 3D recognition and early prediction: multiply each axis by its own factor drawn
             uniformly from [1 - scale_range, 1 + scale_range]; 0 turns it off. Refused with a processor that
             box-normalises clips, which undoes it.
+        shear_range: training only, 3D recognition and early prediction: shear each clip after its rotation
+            (:func:`random_shear`, off-diagonal entries up to this value); 0 turns it off.
         joint_offset_mm: training only, 3D recognition and early prediction: move each joint of a clip by one offset
             for the whole clip, each axis drawn from N(0, joint_offset_mm^2) (after the rotation and scaling, in the
             clip's millimetres); absent persons and missing joints stay zero. 0 turns it off.
@@ -141,7 +153,7 @@ class TaskCollator:
                  pose_window: Optional[int] = None, observation_ratio: Optional[float] = None,
                  rotation_degrees: float = 0.0, flip_probability: float = 0.0, scale_range: float = 0.0,
                  frame_sampling: str = "centre", test_clip: int = 0, joint_offset_mm: float = 0.0,
-                 joint_jitter_mm: float = 0.0):
+                 joint_jitter_mm: float = 0.0, shear_range: float = 0.0):
         if task not in UPS_TASKS:
             raise ValueError(f"Unknown task {task!r}; choose from {list(UPS_TASKS)}")
         if not 0.0 <= rotation_degrees <= 180.0:
@@ -153,6 +165,8 @@ class TaskCollator:
             # leaves the model input as it was (to float rounding): a run asking for both would get no scaling.
             raise ValueError(f"scale_range={scale_range} has no effect with the processor's box_normalize, which "
                              "stretches each axis of a clip to [-1, 1] again; leave one of them out")
+        if not 0.0 <= shear_range < 1.0:
+            raise ValueError(f"shear_range must be in [0, 1), got {shear_range}")
         if not 0.0 <= flip_probability <= 1.0:
             raise ValueError(f"flip_probability must be in [0, 1], got {flip_probability}")
         if frame_sampling not in FRAME_SAMPLINGS:
@@ -163,17 +177,21 @@ class TaskCollator:
         self.processor, self.task, self.dataset, self.train = processor, task, dataset, train
         self.seed, self.pose_window, self.observation_ratio = seed, pose_window, observation_ratio
         self.rotation_degrees, self.scale_range, self.flip_probability = rotation_degrees, scale_range, flip_probability
+        self.shear_range = shear_range
         self.frame_sampling, self.test_clip = frame_sampling, int(test_clip)
         self.joint_offset_mm, self.joint_jitter_mm = joint_offset_mm, joint_jitter_mm
 
     def _view_transform(self, key) -> Optional[np.ndarray]:
-        """The 3x3 map a 3D training clip goes through (random rotation, then per-axis scale), or None when both
-        are off: one linear map, so zeros (absent persons, missing joints) stay zero."""
-        if not (self.train and self.task in VIEW_AUGMENTED_TASKS and (self.rotation_degrees or self.scale_range)):
+        """The 3x3 map a 3D training clip goes through (random rotation, shear, then per-axis scale), or None when
+        all are off: one linear map, so zeros (absent persons, missing joints) stay zero."""
+        if not (self.train and self.task in VIEW_AUGMENTED_TASKS
+                and (self.rotation_degrees or self.shear_range or self.scale_range)):
             return None
         transform = np.eye(3, dtype=np.float32)
         if self.rotation_degrees:
             transform = random_view_rotation(self._rng((*key, _ROTATION_STREAM)), self.rotation_degrees)
+        if self.shear_range:
+            transform = random_shear(self._rng((*key, _SHEAR_STREAM)), self.shear_range) @ transform
         if self.scale_range:
             factors = self._rng((*key, _SCALE_STREAM)).uniform(1.0 - self.scale_range, 1.0 + self.scale_range, size=3)
             transform = factors.astype(np.float32)[:, None] * transform
