@@ -453,6 +453,15 @@ def _collate_synthetic(task, train, num_samples=8, **augmentation):
     return collator.inputs_and_targets(rows, [(i,) for i in range(num_samples)]), rows
 
 
+def _box_normalising_processor():
+    """The synthetic processor with `box_normalize` on: the augmentation tests ask what the box leaves of a clip."""
+    from modeling_ups import UPSProcessor
+
+    processor = UPSProcessor.from_pretrained(REPO / "processors" / "synthetic")
+    processor.feature_extractor.box_normalize = True
+    return processor
+
+
 def test_flip_augmentation_mirrors_input_and_pose_target_alike_and_only_while_training():
     from modeling_ups.skeletons import get_layout
 
@@ -614,18 +623,15 @@ def test_axis_scaling_stretches_each_axis_of_3d_clips_only_while_training():
         _collate_synthetic("action_recognition_3d", True, num_samples=1, scale_range=1.0)
     # A processor that box-normalises clips undoes any per-axis stretch (test_feature_extraction), so the pair is
     # refused rather than trained as if it scaled.
-    from modeling_ups import UPSProcessor
     from modeling_ups.training.data import TaskCollator
 
-    boxed = UPSProcessor.from_pretrained(REPO / "processors" / "synthetic")
-    boxed.feature_extractor.box_normalize = True
+    boxed = _box_normalising_processor()
     with pytest.raises(ValueError, match="no effect with the processor's box_normalize"):
         TaskCollator(boxed, "action_recognition_3d", None, train=True, scale_range=0.2)
     TaskCollator(boxed, "action_recognition_3d", None, train=True, rotation_degrees=60.0)
 
 
 def test_shear_maps_each_3d_training_clip_by_its_own_unit_diagonal_shear_that_the_box_keeps():
-    from modeling_ups import UPSProcessor
     from modeling_ups.training.data import random_shear
 
     shear = random_shear(np.random.default_rng(0), 0.3)
@@ -641,11 +647,9 @@ def test_shear_maps_each_3d_training_clip_by_its_own_unit_diagonal_shear_that_th
     maps = []
     for before, after in zip(plain, sheared):
         # The sheared clip is the rotated clip through one linear map: recover it by least squares.
-        solution, residual, *_ = np.linalg.lstsq(before[..., :3].reshape(-1, 3), after[..., :3].reshape(-1, 3),
-                                                 rcond=None)
-        linear_map = solution.T
-        np.testing.assert_allclose(before[..., :3].reshape(-1, 3) @ linear_map.T, after[..., :3].reshape(-1, 3),
-                                   atol=1e-2)
+        points_before, points_after = before[..., :3].reshape(-1, 3), after[..., :3].reshape(-1, 3)
+        linear_map = np.linalg.lstsq(points_before, points_after, rcond=None)[0].T
+        np.testing.assert_allclose(points_before @ linear_map.T, points_after, atol=1e-2)
         np.testing.assert_allclose(np.diag(linear_map), np.ones(3), atol=1e-4)
         assert np.all(np.abs(linear_map[~np.eye(3, dtype=bool)]) <= 0.3 + 1e-4)
         maps.append(linear_map)
@@ -657,8 +661,7 @@ def test_shear_maps_each_3d_training_clip_by_its_own_unit_diagonal_shear_that_th
     with pytest.raises(ValueError, match="shear_range"):
         collate("action_recognition_3d", True, shear_range=1.0)
     # Unlike a per-axis stretch, a shear mixes the axes, so the box normalisation does not undo it.
-    boxed = UPSProcessor.from_pretrained(REPO / "processors" / "synthetic").feature_extractor
-    boxed.box_normalize = True
+    boxed = _box_normalising_processor().feature_extractor
     model_input = lambda clip: boxed(clip, task="action_recognition_3d")["pose_values"]  # noqa: E731
     assert not torch.allclose(model_input(sheared[0]), model_input(plain[0]), atol=1e-2)
 

@@ -14,7 +14,7 @@ Training may rotate 3D inputs at random (``rotation_degrees``): the camera of a 
 training views (NW-UCLA cross-view, NTU cross-view), so the model must not learn the training cameras' viewpoints.
 It may stretch each axis of a 3D clip by its own random factor (``scale_range``, pyskl's RandomScale), so that body
 proportions and depth differ between views as they do between cameras. It may shear a 3D clip (``shear_range``,
-the random shear of skeleton contrastive learning: each coordinate plus random multiples of the other two), which,
+AimCLR's random shear: each coordinate plus random multiples of the other two), which,
 unlike a stretch, survives box normalisation and distorts a clip in ways no rotation does. It may move each joint of a
 3D clip by Gaussian noise (``joint_offset_mm`` once per clip, ``joint_jitter_mm`` in every frame), as a depth camera's
 tracker places a joint seen from another side consistently off, and unsteadily. It may also mirror samples
@@ -69,7 +69,7 @@ def random_view_rotation(rng: np.random.Generator, max_degrees: float) -> np.nda
 
 def random_shear(rng: np.random.Generator, max_shear: float) -> np.ndarray:
     """A 3x3 shear: ones on the diagonal, each of the six other entries uniform in [-max_shear, max_shear], so each
-    axis gains random multiples of the other two (AimCLR's and SkeletonCLR's shear augmentation, amplitude 0.5)."""
+    axis gains random multiples of the other two (AimCLR's shear augmentation, whose default amplitude is 0.5)."""
     shear = np.eye(3) + rng.uniform(-max_shear, max_shear, size=(3, 3)) * (1.0 - np.eye(3))
     return shear.astype(np.float32)
 
@@ -135,8 +135,8 @@ class TaskCollator:
         shear_range: training only, 3D recognition and early prediction: shear each clip after its rotation
             (:func:`random_shear`, off-diagonal entries up to this value); 0 turns it off.
         joint_offset_mm: training only, 3D recognition and early prediction: move each joint of a clip by one offset
-            for the whole clip, each axis drawn from N(0, joint_offset_mm^2) (after the rotation and scaling, in the
-            clip's millimetres); absent persons and missing joints stay zero. 0 turns it off.
+            for the whole clip, each axis drawn from N(0, joint_offset_mm^2) (after the view transform, in the clip's
+            millimetres); absent persons and missing joints stay zero. 0 turns it off.
         joint_jitter_mm: the same, drawn anew for every frame.
         flip_probability: training only, every task: mirror a sample with this probability
             (:meth:`SkeletonLayout.mirror`, input and pose target alike); 0 turns it off.
