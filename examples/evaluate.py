@@ -30,7 +30,7 @@ from datasets_scripts.synthetic import build_synthetic_datasets  # noqa: E402
 from modeling_ups import UPS_TASKS  # noqa: E402
 from modeling_ups.processing_ups import POSE_DECODINGS  # noqa: E402
 from modeling_ups.training.data import load_task_datasets  # noqa: E402
-from modeling_ups.training.evaluate_tasks import evaluate_all_tasks, format_results_table  # noqa: E402
+from modeling_ups.training.evaluate_tasks import evaluate_all_tasks, format_results_table, view_turn_grid  # noqa: E402
 from modeling_ups.utils.text_embeddings import vocabulary_record  # noqa: E402
 
 
@@ -56,6 +56,11 @@ def parse_args(argv=None):
     p.add_argument("--test_clips", type=int, default=1,
                    help="recognition: average the class probabilities of this many clips per sample, the first at "
                         "the segments' centres, the others a random frame of each segment (pyskl's num_clips=10)")
+    p.add_argument("--test_view_yaws", type=float, nargs="+", default=[0.0], metavar="DEGREES",
+                   help="3D recognition and early prediction: average each clip's class probabilities over these "
+                        "turns about the vertical axis (with --test_view_pitches, over every pair)")
+    p.add_argument("--test_view_pitches", type=float, nargs="+", default=[0.0], metavar="DEGREES",
+                   help="the same about the horizontal axis, after the yaw")
     p.add_argument("--num_train_samples", type=int, default=2000, help="synthetic data: train size (baselines)")
     p.add_argument("--num_eval_samples", type=int, default=400, help="synthetic data: test size")
     p.add_argument("--seed", type=int, default=0, help="synthetic data seed (the training default is 0)")
@@ -107,7 +112,8 @@ def main(argv=None):
     results = evaluate_all_tasks(model, processor, datasets, args.tasks, batch_size=args.batch_size,
                                  max_samples=args.max_eval_samples, pose_window=args.pose_window,
                                  pose_stride=args.pose_eval_stride, test_time_flip=args.test_time_flip,
-                                 test_clips=args.test_clips, pose_decoding=args.pose_decoding, fused=fused)
+                                 test_clips=args.test_clips, pose_decoding=args.pose_decoding, fused=fused,
+                                 test_views=view_turn_grid(args.test_view_yaws, args.test_view_pitches))
     if fused:
         fusion = [{"model": name, "weight": weight} for name, weight in zip(args.model, args.fusion_weights)]
         print("score fusion of " + ", ".join(f"{m['model']} (weight {m['weight']:g})" for m in fusion))

@@ -39,7 +39,8 @@ from modeling_ups import UPS_TASKS, UPSConfig, UPSForPoseSequenceModeling, UPSPr
 from modeling_ups.training import CheckpointManager, ResumableBatchSampler, TaskRotation, load_recipe  # noqa: E402
 from modeling_ups.processing_ups import POSE_DECODINGS  # noqa: E402
 from modeling_ups.training.data import FRAME_SAMPLINGS, KeyedRows, TaskCollator, load_task_datasets  # noqa: E402
-from modeling_ups.training.evaluate_tasks import evaluate_all_tasks, format_results_table  # noqa: E402
+from modeling_ups.training.evaluate_tasks import (  # noqa: E402
+    check_test_views, evaluate_all_tasks, format_results_table, view_turn_grid)
 from modeling_ups.utils.resources import find_resource  # noqa: E402
 from modeling_ups.utils.text_embeddings import (  # noqa: E402
     NO_TEXT_ENCODER,
@@ -70,7 +71,8 @@ DEFAULTS = dict(
     text_encoder="auto", num_train_samples=2000, num_eval_samples=400, max_eval_samples=None, pose_window=None,
     rotation_degrees=0.0, scale_range=0.0, shear_range=0.0, joint_offset_mm=0.0, joint_jitter_mm=0.0,
     flip_probability=0.0,
-    frame_sampling="centre", test_time_flip=False, test_clips=1, pose_decoding=None,
+    frame_sampling="centre", test_time_flip=False, test_clips=1, test_view_yaws=(0.0,), test_view_pitches=(0.0,),
+    pose_decoding=None,
     pose_eval_stride=5, num_frames=None, align_view=False, box_normalize=False, pose_target_frames=None, layouts=None,
     dataloader_num_workers=0,
     num_threads=None, skip_final_evaluation=False,
@@ -162,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="final evaluation of recognition: average the class probabilities of this many clips per "
                         "sample (the first at the segments' centres, the others a random frame of each segment; "
                         "pyskl tests with 10)")
+    p.add_argument("--test_view_yaws", type=float, nargs="+", metavar="DEGREES",
+                   help="final evaluation of 3D recognition and early prediction: average each clip's class "
+                        "probabilities over these turns about the vertical axis (with --test_view_pitches, over "
+                        "every pair); default 0, the clip as recorded")
+    p.add_argument("--test_view_pitches", type=float, nargs="+", metavar="DEGREES",
+                   help="the same about the horizontal axis, after the yaw (default 0)")
     p.add_argument("--pose_eval_stride", type=int,
                    help="final evaluation of pose estimation: predict every N-th frame of each test recording "
                         "(1: every frame, VideoPose3D's protocol; with --pose_target_frames K, K scores every "
@@ -230,6 +238,8 @@ def resolve_options(given: argparse.Namespace) -> argparse.Namespace:
                          f"{args.task_set}")
     if args.test_clips < 1:
         raise ValueError(f"--test_clips must be at least 1, got {args.test_clips}")
+    args.test_views = view_turn_grid(args.test_view_yaws, args.test_view_pitches)
+    check_test_views(args.test_views, args.task_set)
     if args.pose_target_frames is not None and args.pose_target_frames < 1:
         raise ValueError(f"--pose_target_frames must be positive, got {args.pose_target_frames}")
     if args.max_steps is None and args.num_train_epochs is None:
@@ -599,7 +609,8 @@ def finish(run: Run, vocabulary: dict) -> dict:
                                                       max_samples=args.max_eval_samples, accelerator=accelerator,
                                                       pose_window=args.pose_window, pose_stride=args.pose_eval_stride,
                                                       test_time_flip=args.test_time_flip,
-                                                      test_clips=args.test_clips, pose_decoding=args.pose_decoding)
+                                                      test_clips=args.test_clips, pose_decoding=args.pose_decoding,
+                                                      test_views=args.test_views)
     if accelerator.is_main_process:
         (run.output_dir / "results.json").write_text(json.dumps(results, indent=2))
         export_hub_folder(unwrapped, run.processor, final, results=results, training_args=vars(args))

@@ -189,6 +189,14 @@ class _ScriptedClassifier:
     def __init__(self, logits_per_pass):
         self.logits_per_pass, self.inputs = logits_per_pass, []
         self.config, self.device = SimpleNamespace(label_token_offset=0), torch.device("cpu")
+        self.training = False
+
+    def train(self, mode: bool = True):  # evaluate_all_tasks sets eval mode and restores the caller's
+        self.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
 
     def label_scores(self, pose_values, **_):
         self.inputs.append(pose_values)
@@ -222,6 +230,59 @@ def test_several_test_clips_average_the_class_probabilities():
     assert not torch.equal(two.inputs[1], two.inputs[0])
     with pytest.raises(ValueError, match="num_clips must be at least 1"):
         evaluate_classification(one, processor, "action_recognition_3d", data, num_clips=0)
+
+
+def test_several_test_views_average_the_class_probabilities_of_each_clip_turned_by_each_view():
+    from datasets_scripts.synthetic import build_synthetic_datasets
+    from modeling_ups import UPSProcessor
+    from modeling_ups.training.data import view_rotation
+    from modeling_ups.training.evaluate_tasks import (check_test_views, dataset_label_token_ids, evaluate_all_tasks,
+                                                      evaluate_classification, view_turn_grid)
+
+    assert view_turn_grid([-10, 0, 10], [5]) == [(-10.0, 5.0), (0.0, 5.0), (10.0, 5.0)]
+    assert view_turn_grid([0, 20], [0, -5]) == [(0.0, 0.0), (0.0, -5.0), (20.0, 0.0), (20.0, -5.0)]
+    with pytest.raises(ValueError, match="at least one yaw and one pitch"):
+        view_turn_grid([], [0])
+    processor = UPSProcessor.from_pretrained(Path(__file__).resolve().parents[1] / "processors" / "synthetic")
+    datasets = build_synthetic_datasets(num_train=4, num_test=4, seed=0)
+    data = datasets["action_recognition_3d"]
+    labels = np.asarray(data["test"]["label"])
+    token_ids = dataset_label_token_ids(data["test"], processor.tokenizer)
+    n, width = len(labels), int(token_ids.max()) + 1
+    # The clip as recorded ranks a wrong class first; the turned clip ranks the true class far ahead: only their
+    # average is right everywhere (as with several clips).
+    as_recorded, turned = np.zeros((n, width), np.float32), np.zeros((n, width), np.float32)
+    as_recorded[np.arange(n), token_ids[(labels + 1) % len(token_ids)]] = 3.0
+    as_recorded[np.arange(n), token_ids[labels]] = 1.0
+    turned[np.arange(n), token_ids[labels]] = 5.0
+    one = _ScriptedClassifier([as_recorded])
+    assert evaluate_classification(one, processor, "action_recognition_3d", data, batch_size=n)["top1"] == 0.0
+    two = _ScriptedClassifier([as_recorded, turned])
+    views = [(0.0, 0.0), (30.0, 10.0)]
+    assert evaluate_classification(two, processor, "action_recognition_3d", data, batch_size=n,
+                                   test_views=views)["top1"] == 1.0
+    torch.testing.assert_close(two.inputs[0], one.inputs[0])  # the (0, 0) view is the clip as recorded
+    assert not torch.equal(two.inputs[1], two.inputs[0])
+    # The turned pass is the recorded clip through the view's rotation (the synthetic processor only centres and
+    # scales clips, which commute with a rotation).
+    rotation = torch.as_tensor(view_rotation(30.0, 10.0))
+    expected = torch.einsum("...c,dc->...d", two.inputs[0][..., :3], rotation)
+    torch.testing.assert_close(two.inputs[1][..., :3], expected, rtol=1e-4, atol=1e-4)
+    # Only 3D clips turn: 2D recognition refuses turned views, and a run of 2D tasks alone is refused before it runs.
+    with pytest.raises(ValueError, match="has none to turn"):
+        evaluate_classification(two, processor, "action_recognition_2d", datasets["action_recognition_2d"],
+                                test_views=views)
+    with pytest.raises(ValueError, match="none of the tasks"):
+        check_test_views(views, ["action_recognition_2d", "pose_estimation_3d"])
+    check_test_views(views, ["action_recognition_2d", "early_action_prediction_3d"])
+    check_test_views([(0.0, 0.0)], ["action_recognition_2d"])
+    with pytest.raises(ValueError, match="at least one"):
+        evaluate_classification(one, processor, "action_recognition_3d", data, test_views=[])
+    # In a run of several tasks the 2D one keeps its clips as recorded while the 3D one averages its views.
+    mixed = _ScriptedClassifier([as_recorded, turned, as_recorded])
+    results = evaluate_all_tasks(mixed, processor, datasets, ["action_recognition_3d", "action_recognition_2d"],
+                                 batch_size=n, test_views=views)
+    assert results["action_recognition_3d"]["top1"] == 1.0 and len(mixed.inputs) == 3
 
 
 def test_score_fusion_adds_each_members_weighted_probabilities_collated_by_its_own_processor():

@@ -631,6 +631,31 @@ def test_axis_scaling_stretches_each_axis_of_3d_clips_only_while_training():
     TaskCollator(boxed, "action_recognition_3d", None, train=True, rotation_degrees=60.0)
 
 
+def test_a_test_view_turns_every_3d_evaluation_clip_by_its_fixed_yaw_and_pitch():
+    """`test_view` is the evaluation's fixed counterpart of the training rotation: every 3D test clip goes through
+    the same `view_rotation`, whatever its key; 2D clips and the default (0, 0) stay as recorded."""
+    from modeling_ups.training.data import random_view_rotation, view_rotation
+
+    # The training rotation is the fixed one at the angles its stream draws (the stream is unchanged).
+    yaw, pitch = np.random.default_rng(7).uniform(-30.0, 30.0, size=2)
+    np.testing.assert_array_equal(random_view_rotation(np.random.default_rng(7), 30.0), view_rotation(yaw, pitch))
+    quarter = view_rotation(90.0, 0.0)  # a quarter turn about the vertical axis: x -> -z, z -> x, y kept
+    np.testing.assert_allclose(quarter @ np.array([1.0, 2.0, 3.0]), [3.0, 2.0, -1.0], atol=1e-6)
+
+    (plain, *_), rows = _collate_synthetic("action_recognition_3d", train=False)
+    (turned, *_), _ = _collate_synthetic("action_recognition_3d", train=False, test_view=(20.0, -10.0))
+    rotation = view_rotation(20.0, -10.0)
+    for before, after in zip(plain, turned):
+        np.testing.assert_allclose(after[..., :3], before[..., :3] @ rotation.T, rtol=1e-5, atol=1e-3)
+    (unturned, *_), _ = _collate_synthetic("action_recognition_3d", train=False, test_view=(0.0, 0.0))
+    assert all(np.array_equal(a, b) for a, b in zip(plain, unturned))
+    (flat, *_), _ = _collate_synthetic("action_recognition_2d", train=False)
+    (flat_turned, *_), _ = _collate_synthetic("action_recognition_2d", train=False, test_view=(20.0, -10.0))
+    assert all(np.array_equal(a, b) for a, b in zip(flat, flat_turned))
+    with pytest.raises(ValueError, match="training clips draw their own turns"):
+        _collate_synthetic("action_recognition_3d", train=True, test_view=(20.0, 0.0))
+
+
 def test_shear_maps_each_3d_training_clip_by_its_own_unit_diagonal_shear_that_the_box_keeps():
     from modeling_ups.training.data import random_shear
 
@@ -737,6 +762,19 @@ def test_every_training_augmentation_option_reaches_the_collator(monkeypatch):
     assert {name: seen.get(name) for name in given} == given
     # The option's earlier name stays a spelling of one of its values.
     assert train.parse_args(["--random_frame_sampling"]).frame_sampling == "segment"
+
+
+def test_test_view_flags_turn_the_final_evaluation_of_3d_tasks_only(tmp_path):
+    """`--test_view_yaws` / `--test_view_pitches` reach the final evaluation as their grid: the 3D task's figures
+    are recorded as those of turned clips, the 2D task's are not; a run with no 3D task is refused before training."""
+    results, _ = _train(tmp_path, "--tasks", "action_recognition_3d,action_recognition_2d", "--max_steps", "2",
+                        "--max_eval_samples", "8", "--per_device_eval_batch_size", "8",
+                        "--test_view_yaws", "-10", "10", "--test_view_pitches", "5")
+    tasks = results["tasks_results"]
+    assert tasks["action_recognition_3d"]["test_views"] == [[-10.0, 5.0], [10.0, 5.0]]
+    assert "test_views" not in tasks["action_recognition_2d"]
+    with pytest.raises(ValueError, match="none of the tasks"):
+        _train_script().parse_args(["--tasks", "action_recognition_2d", "--test_view_yaws", "15"])
 
 
 def test_several_pose_target_frames_train_save_and_lift_a_video(tmp_path):

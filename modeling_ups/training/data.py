@@ -24,7 +24,8 @@ leaves every action's label as it is. Recognition clips resampled to the process
 random frame of each segment instead of its centre (``frame_sampling="segment"``, pyskl's training-time
 UniformSampleFrames), or frames drawn anywhere in the clip with replacement and put in order
 (``frame_sampling="sorted_draws"``, CTR-GCN's NW-UCLA feeder), which also varies the pace from one part of a clip to
-the next, so that no two epochs show a clip at the same instants.
+the next, so that no two epochs show a clip at the same instants. Evaluation may turn every 3D test clip by one fixed
+yaw and pitch (``test_view``), so that a model's scores of a clip seen from several nearby viewpoints can be averaged.
 
 Randomness (observation ratios, window centres, rotations, scales, joint noise, flips) is a pure function of (seed,
 task, stream position), so a resumed run sees exactly the samples an uninterrupted run would, however the stream is
@@ -32,7 +33,7 @@ split into ranks.
 """
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -56,15 +57,21 @@ RECOGNITION_TASKS = ("action_recognition_3d", "action_recognition_2d")
 FRAME_SAMPLINGS = ("centre", "segment", "sorted_draws")
 
 
-def random_view_rotation(rng: np.random.Generator, max_degrees: float) -> np.ndarray:
-    """A 3x3 rotation: yaw about the vertical (y) axis, then pitch about the horizontal (x) axis, each angle
-    uniform in [-max_degrees, max_degrees]. Both Kinect and H36M camera frames have y vertical, so this is a
-    change of viewpoint around the person, never a person lying on their side."""
-    yaw, pitch = np.deg2rad(rng.uniform(-max_degrees, max_degrees, size=2))
+def view_rotation(yaw_degrees: float, pitch_degrees: float) -> np.ndarray:
+    """The 3x3 rotation by ``yaw_degrees`` about the vertical (y) axis, then ``pitch_degrees`` about the horizontal
+    (x) axis. Both Kinect and H36M camera frames have y vertical, so this is a change of viewpoint around the
+    person, never a person lying on their side."""
+    yaw, pitch = np.deg2rad(yaw_degrees), np.deg2rad(pitch_degrees)
     cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
     about_y = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
     about_x = np.array([[1.0, 0.0, 0.0], [0.0, cp, -sp], [0.0, sp, cp]])
     return (about_x @ about_y).astype(np.float32)
+
+
+def random_view_rotation(rng: np.random.Generator, max_degrees: float) -> np.ndarray:
+    """:func:`view_rotation` by a yaw and a pitch each uniform in [-max_degrees, max_degrees]."""
+    yaw, pitch = rng.uniform(-max_degrees, max_degrees, size=2)
+    return view_rotation(yaw, pitch)
 
 
 def random_shear(rng: np.random.Generator, max_shear: float) -> np.ndarray:
@@ -147,13 +154,18 @@ class TaskCollator:
         test_clip: evaluation of 3D and 2D recognition with the processor's `num_frames` set: 0 takes each
             segment's centre; clip `c > 0` a random frame of each segment, drawn from (seed, c, sample), so that
             the scores of several clips of one sample can be averaged (pyskl's test-time `num_clips`).
+        test_view: evaluation only, 3D recognition and early prediction: (yaw, pitch) in degrees by which every
+            test clip is turned (:func:`view_rotation`), so that the scores of one clip seen from several nearby
+            viewpoints can be averaged (a test-time counterpart of ``rotation_degrees``); (0, 0) leaves clips as
+            they are.
     """
 
     def __init__(self, processor, task: str, dataset, train: bool, seed: int = 0,
                  pose_window: Optional[int] = None, observation_ratio: Optional[float] = None,
                  rotation_degrees: float = 0.0, flip_probability: float = 0.0, scale_range: float = 0.0,
                  frame_sampling: str = "centre", test_clip: int = 0, joint_offset_mm: float = 0.0,
-                 joint_jitter_mm: float = 0.0, shear_range: float = 0.0):
+                 joint_jitter_mm: float = 0.0, shear_range: float = 0.0,
+                 test_view: Tuple[float, float] = (0.0, 0.0)):
         if task not in UPS_TASKS:
             raise ValueError(f"Unknown task {task!r}; choose from {list(UPS_TASKS)}")
         if not 0.0 <= rotation_degrees <= 180.0:
@@ -174,18 +186,25 @@ class TaskCollator:
         for name, value in (("joint_offset_mm", joint_offset_mm), ("joint_jitter_mm", joint_jitter_mm)):
             if not value >= 0.0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
+        if train and any(test_view):
+            raise ValueError(f"test_view={test_view} turns evaluation clips; training clips draw their own turns "
+                             "(rotation_degrees)")
         self.processor, self.task, self.dataset, self.train = processor, task, dataset, train
         self.seed, self.pose_window, self.observation_ratio = seed, pose_window, observation_ratio
         self.rotation_degrees, self.scale_range, self.flip_probability = rotation_degrees, scale_range, flip_probability
         self.shear_range = shear_range
-        self.frame_sampling, self.test_clip = frame_sampling, int(test_clip)
+        self.frame_sampling, self.test_clip, self.test_view = frame_sampling, int(test_clip), tuple(test_view)
         self.joint_offset_mm, self.joint_jitter_mm = joint_offset_mm, joint_jitter_mm
 
     def _view_transform(self, key) -> Optional[np.ndarray]:
-        """The 3x3 map a 3D training clip goes through (random rotation, shear, then per-axis scale), or None when
-        all are off: one linear map, so zeros (absent persons, missing joints) stay zero."""
-        if not (self.train and self.task in VIEW_AUGMENTED_TASKS
-                and (self.rotation_degrees or self.shear_range or self.scale_range)):
+        """The 3x3 map a 3D clip goes through (training: random rotation, shear, then per-axis scale; evaluation:
+        the fixed `test_view` turn), or None when all are off: one linear map, so zeros (absent persons, missing
+        joints) stay zero."""
+        if self.task not in VIEW_AUGMENTED_TASKS:
+            return None
+        if not self.train:
+            return view_rotation(*self.test_view) if any(self.test_view) else None
+        if not (self.rotation_degrees or self.shear_range or self.scale_range):
             return None
         transform = np.eye(3, dtype=np.float32)
         if self.rotation_degrees:

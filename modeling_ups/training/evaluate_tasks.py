@@ -4,7 +4,8 @@
 - Action recognition (3D, 2D): top-1 / top-5 over the dataset's classes, from the model's scores of the label
   tokens at the first decoding step (the step ``generate()`` takes its label from); with ``num_clips`` > 1, the
   class probabilities averaged over that many clips of each sample (the first at the segments' centres, the others
-  a random frame of each segment: pyskl's test-time ``num_clips``).
+  a random frame of each segment: pyskl's test-time ``num_clips``); with several ``test_views`` (3D recognition and
+  early prediction), averaged over each clip turned by every (yaw, pitch) of a grid (:func:`view_turn_grid`).
 - Pose estimation: ``generate()`` -> bins -> millimetres (bin centres, or with ``pose_decoding="expectation"`` the
   mean of each coordinate's bin distribution, `UPSTokenizer.expected_pose`); MPJPE and P-MPJPE (overall and per
   action) against the un-quantised root-relative ground truth, on the frames ``stride`` apart of every test
@@ -18,6 +19,7 @@ Baselines printed beside the model: the majority training class for classificati
 for pose estimation.
 """
 
+import itertools
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -27,7 +29,7 @@ from ..evaluation.metrics import OBSERVATION_RATIOS, mpjpe, p_mpjpe, per_group_m
 from ..skeletons import get_layout
 from ..configuration_ups import POSE_ESTIMATION_TASK
 from ..processing_ups import check_pose_decoding
-from .data import TaskCollator, WindowIndex, _persons_first
+from .data import VIEW_AUGMENTED_TASKS, TaskCollator, WindowIndex, _persons_first
 
 CLASSIFICATION_TASKS = ("action_recognition_3d", "action_recognition_2d", "early_action_prediction_3d")
 
@@ -49,14 +51,38 @@ def dataset_label_token_ids(dataset, tokenizer) -> np.ndarray:
     return np.asarray([tokenizer.label_id(name) for name in names])
 
 
+def view_turn_grid(yaws: Sequence[float] = (0.0,), pitches: Sequence[float] = (0.0,)) -> List[Tuple[float, float]]:
+    """Every (yaw, pitch) pair, in degrees, of ``yaws`` x ``pitches``: the turns by which each 3D test clip is
+    scored (``test_views`` of :func:`evaluate_classification`)."""
+    if not len(yaws) or not len(pitches):
+        raise ValueError(f"test views need at least one yaw and one pitch, got yaws={list(yaws)}, "
+                         f"pitches={list(pitches)}")
+    return [(float(yaw), float(pitch)) for yaw in yaws for pitch in pitches]
+
+
+def _turns_clips(test_views: Sequence[Tuple[float, float]]) -> bool:
+    """Whether ``test_views`` turn any clip ((0, 0) alone leaves every clip as recorded)."""
+    return any(any(view) for view in test_views)
+
+
+def check_test_views(test_views: Sequence[Tuple[float, float]], tasks: Sequence[str]) -> None:
+    """Refuse turned test views that no task of ``tasks`` would use (only 3D clips can be turned), so that a
+    run asking for them is told before it trains, not left to report unturned figures."""
+    if _turns_clips(test_views) and not set(tasks) & set(VIEW_AUGMENTED_TASKS):
+        raise ValueError(f"test views {list(test_views)} turn 3D clips, but none of the tasks {list(tasks)} is one of "
+                         f"{list(VIEW_AUGMENTED_TASKS)}")
+
+
 def _class_probabilities(model, processor, task: str, test, batch_size: int, observation_ratio, num_clips: int,
-                         ) -> np.ndarray:
-    """(N, classes) probabilities of ``test``'s classes, averaged over ``num_clips`` clips of each sample."""
+                         test_views: Sequence[Tuple[float, float]] = ((0.0, 0.0),)) -> np.ndarray:
+    """(N, classes) probabilities of ``test``'s classes, averaged over ``num_clips`` clips of each sample, each seen
+    from every view of ``test_views``."""
     token_ids = torch.as_tensor(dataset_label_token_ids(test, processor.tokenizer) - model.config.label_token_offset)
     rows = test.with_format("numpy")
     probabilities = 0.0
-    for clip in range(num_clips):
-        collate = TaskCollator(processor, task, test, train=False, observation_ratio=observation_ratio, test_clip=clip)
+    for clip, view in itertools.product(range(num_clips), test_views):
+        collate = TaskCollator(processor, task, test, train=False, observation_ratio=observation_ratio, test_clip=clip,
+                               test_view=view)
         scores = []
         for start in range(0, len(test), batch_size):
             chunk = [rows[i] for i in range(start, min(start + batch_size, len(test)))]
@@ -65,19 +91,27 @@ def _class_probabilities(model, processor, task: str, test, batch_size: int, obs
             inputs.pop("labels", None)
             scores.append(model.label_scores(**inputs)[:, token_ids].float().softmax(-1).cpu().numpy())
         probabilities = probabilities + np.concatenate(scores)
-    return probabilities / num_clips
+    return probabilities / (num_clips * len(test_views))
 
 
 def evaluate_classification(model, processor, task: str, data, batch_size: int = 64,
                             max_samples: Optional[int] = None, observation_ratios=None, num_clips: int = 1,
-                            fused: Sequence[Tuple[object, object, float]] = ()) -> Dict:
+                            fused: Sequence[Tuple[object, object, float]] = (),
+                            test_views: Sequence[Tuple[float, float]] = ((0.0, 0.0),)) -> Dict:
     """Top-1 / top-5 of ``model`` (or, per observation ratio, top-1) on ``data["test"]``.
+
+    ``test_views``: (yaw, pitch) turns in degrees (3D tasks; :func:`view_turn_grid`); each sample's class
+    probabilities are averaged over them, as they are over its ``num_clips`` clips.
 
     ``fused``: further ``(model, processor, weight)`` members, each with its own processor (its frames, streams and
     normalisation), whose class probabilities are added with that weight to ``model``'s (weight 1) before ranking:
     the score fusion of a joint and a bone model that CTR-GCN and pyskl report as their multi-stream figures."""
     if num_clips < 1:
         raise ValueError(f"num_clips must be at least 1, got {num_clips}")
+    if not len(test_views):
+        raise ValueError("test_views needs at least one (yaw, pitch) view; (0, 0) leaves clips as they are")
+    if task not in VIEW_AUGMENTED_TASKS and _turns_clips(test_views):
+        raise ValueError(f"test_views turn 3D clips ({list(VIEW_AUGMENTED_TASKS)}); {task} has none to turn")
     test = _limit(data["test"], max_samples)
     labels = np.asarray(test["label"])
     ratios = observation_ratios if observation_ratios is not None else [None]
@@ -85,12 +119,14 @@ def evaluate_classification(model, processor, task: str, data, batch_size: int =
     accuracies = {}
     for ratio in ratios:
         probabilities = sum(weight * _class_probabilities(member, member_processor, task, test, batch_size, ratio,
-                                                          num_clips)
+                                                          num_clips, test_views)
                             for member, member_processor, weight in members)
         accuracies[ratio] = topk_accuracy(probabilities, labels, k=(1, 5))
     train_labels = np.asarray(data["train"]["label"])
     majority = np.bincount(train_labels[train_labels >= 0]).argmax()
     result = {"num_samples": int(len(test)), "majority_baseline_top1": float(np.mean(labels == majority))}
+    if _turns_clips(test_views):
+        result["test_views"] = [list(view) for view in test_views]  # the figures are those of turned clips
     if observation_ratios is None:
         result.update({"top1": accuracies[None]["top1"], "top5": accuracies[None]["top5"]})
     else:
@@ -185,13 +221,16 @@ def evaluate_pose_estimation(model, processor, data, batch_size: int = 64, max_s
 def evaluate_all_tasks(model, processor, datasets: Dict, tasks: List[str], batch_size: int = 64,
                        max_samples: Optional[int] = None, accelerator=None, pose_window: Optional[int] = None,
                        pose_stride: int = 5, test_time_flip: bool = False, test_clips: int = 1,
-                       pose_decoding: Optional[str] = None, fused: Sequence[Tuple[object, object, float]] = ()
-                       ) -> Dict:
+                       pose_decoding: Optional[str] = None, fused: Sequence[Tuple[object, object, float]] = (),
+                       test_views: Sequence[Tuple[float, float]] = ((0.0, 0.0),)) -> Dict:
     """Evaluate every task on its test split (main process only; other processes return None). ``pose_stride``,
     ``test_time_flip`` and ``pose_decoding``: see :func:`evaluate_pose_estimation`; ``test_clips``: clips averaged
     per recognition sample (``num_clips`` of :func:`evaluate_classification`; early prediction keeps one);
+    ``test_views``: (yaw, pitch) turns averaged per sample of 3D recognition and early prediction (2D recognition
+    keeps its clips as they are);
     ``fused``: models (in eval mode) whose class scores are fused with ``model``'s
     (:func:`evaluate_classification`)."""
+    check_test_views(test_views, tasks)
     if fused and POSE_ESTIMATION_TASK in tasks:
         raise ValueError(f"score fusion (several models) is for the classification tasks {CLASSIFICATION_TASKS}; "
                          f"evaluate {POSE_ESTIMATION_TASK} with one model")
@@ -207,10 +246,12 @@ def evaluate_all_tasks(model, processor, datasets: Dict, tasks: List[str], batch
                                                      test_time_flip=test_time_flip, pose_decoding=pose_decoding)
         elif task == "early_action_prediction_3d":
             results[task] = evaluate_classification(model, processor, task, datasets[task], batch_size, max_samples,
-                                                    observation_ratios=OBSERVATION_RATIOS, fused=fused)
+                                                    observation_ratios=OBSERVATION_RATIOS, fused=fused,
+                                                    test_views=test_views)
         else:
+            views = test_views if task in VIEW_AUGMENTED_TASKS else ((0.0, 0.0),)
             results[task] = evaluate_classification(model, processor, task, datasets[task], batch_size, max_samples,
-                                                    num_clips=test_clips, fused=fused)
+                                                    num_clips=test_clips, fused=fused, test_views=views)
     model.train(was_training)
     return results
 
