@@ -642,7 +642,7 @@ def test_a_test_view_turns_every_3d_evaluation_clip_by_its_fixed_yaw_and_pitch()
     quarter = view_rotation(90.0, 0.0)  # a quarter turn about the vertical axis: x -> -z, z -> x, y kept
     np.testing.assert_allclose(quarter @ np.array([1.0, 2.0, 3.0]), [3.0, 2.0, -1.0], atol=1e-6)
 
-    (plain, *_), rows = _collate_synthetic("action_recognition_3d", train=False)
+    (plain, *_), _ = _collate_synthetic("action_recognition_3d", train=False)
     (turned, *_), _ = _collate_synthetic("action_recognition_3d", train=False, test_view=(20.0, -10.0))
     rotation = view_rotation(20.0, -10.0)
     for before, after in zip(plain, turned):
