@@ -31,6 +31,8 @@ from ..configuration_ups import POSE_ESTIMATION_TASK
 from ..processing_ups import check_pose_decoding
 from .data import VIEW_AUGMENTED_TASKS, TaskCollator, WindowIndex, _persons_first
 
+# The one test view that leaves every clip as recorded (the default of every `test_views`).
+AS_RECORDED = ((0.0, 0.0),)
 CLASSIFICATION_TASKS = ("action_recognition_3d", "action_recognition_2d", "early_action_prediction_3d")
 
 
@@ -74,7 +76,7 @@ def check_test_views(test_views: Sequence[Tuple[float, float]], tasks: Sequence[
 
 
 def _class_probabilities(model, processor, task: str, test, batch_size: int, observation_ratio, num_clips: int,
-                         test_views: Sequence[Tuple[float, float]] = ((0.0, 0.0),)) -> np.ndarray:
+                         test_views: Sequence[Tuple[float, float]] = AS_RECORDED) -> np.ndarray:
     """(N, classes) probabilities of ``test``'s classes, averaged over ``num_clips`` clips of each sample, each seen
     from every view of ``test_views``."""
     token_ids = torch.as_tensor(dataset_label_token_ids(test, processor.tokenizer) - model.config.label_token_offset)
@@ -97,7 +99,7 @@ def _class_probabilities(model, processor, task: str, test, batch_size: int, obs
 def evaluate_classification(model, processor, task: str, data, batch_size: int = 64,
                             max_samples: Optional[int] = None, observation_ratios=None, num_clips: int = 1,
                             fused: Sequence[Tuple[object, object, float]] = (),
-                            test_views: Sequence[Tuple[float, float]] = ((0.0, 0.0),)) -> Dict:
+                            test_views: Sequence[Tuple[float, float]] = AS_RECORDED) -> Dict:
     """Top-1 / top-5 of ``model`` (or, per observation ratio, top-1) on ``data["test"]``.
 
     ``test_views``: (yaw, pitch) turns in degrees (3D tasks; :func:`view_turn_grid`); each sample's class
@@ -222,7 +224,7 @@ def evaluate_all_tasks(model, processor, datasets: Dict, tasks: List[str], batch
                        max_samples: Optional[int] = None, accelerator=None, pose_window: Optional[int] = None,
                        pose_stride: int = 5, test_time_flip: bool = False, test_clips: int = 1,
                        pose_decoding: Optional[str] = None, fused: Sequence[Tuple[object, object, float]] = (),
-                       test_views: Sequence[Tuple[float, float]] = ((0.0, 0.0),)) -> Dict:
+                       test_views: Sequence[Tuple[float, float]] = AS_RECORDED) -> Dict:
     """Evaluate every task on its test split (main process only; other processes return None). ``pose_stride``,
     ``test_time_flip`` and ``pose_decoding``: see :func:`evaluate_pose_estimation`; ``test_clips``: clips averaged
     per recognition sample (``num_clips`` of :func:`evaluate_classification`; early prediction keeps one);
@@ -249,7 +251,7 @@ def evaluate_all_tasks(model, processor, datasets: Dict, tasks: List[str], batch
                                                     observation_ratios=OBSERVATION_RATIOS, fused=fused,
                                                     test_views=test_views)
         else:
-            views = test_views if task in VIEW_AUGMENTED_TASKS else ((0.0, 0.0),)
+            views = test_views if task in VIEW_AUGMENTED_TASKS else AS_RECORDED
             results[task] = evaluate_classification(model, processor, task, datasets[task], batch_size, max_samples,
                                                     num_clips=test_clips, fused=fused, test_views=views)
     model.train(was_training)
