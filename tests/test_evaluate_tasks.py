@@ -203,6 +203,17 @@ class _ScriptedClassifier:
         return torch.as_tensor(self.logits_per_pass[len(self.inputs) - 1])
 
 
+def _wrong_then_right_scores(labels, token_ids, width):
+    """Two passes' label scores: the first ranks a wrong class first (3 against the true class's 1), the second the
+    true class far ahead (5); only their average probabilities are right for every sample."""
+    n = len(labels)
+    wrong_first, right_first = np.zeros((n, width), np.float32), np.zeros((n, width), np.float32)
+    wrong_first[np.arange(n), token_ids[(labels + 1) % len(token_ids)]] = 3.0
+    wrong_first[np.arange(n), token_ids[labels]] = 1.0
+    right_first[np.arange(n), token_ids[labels]] = 5.0
+    return wrong_first, right_first
+
+
 def test_several_test_clips_average_the_class_probabilities():
     from datasets_scripts.synthetic import build_synthetic_datasets
     from modeling_ups import UPSProcessor
@@ -214,12 +225,8 @@ def test_several_test_clips_average_the_class_probabilities():
     labels = np.asarray(data["test"]["label"])
     token_ids = dataset_label_token_ids(data["test"], processor.tokenizer)
     n, width = len(labels), int(token_ids.max()) + 1
-    # First clip: a wrong class scores 2 above the true one. Second: the true class 5 above every other. Their
-    # probabilities average to the true class; their first clip alone is wrong everywhere.
-    first, second = np.zeros((n, width), np.float32), np.zeros((n, width), np.float32)
-    wrong = token_ids[(labels + 1) % len(token_ids)]
-    first[np.arange(n), wrong], first[np.arange(n), token_ids[labels]] = 3.0, 1.0
-    second[np.arange(n), token_ids[labels]] = 5.0
+    # The first clip alone is wrong everywhere; averaged with the second, right everywhere.
+    first, second = _wrong_then_right_scores(labels, token_ids, width)
     one = _ScriptedClassifier([first])
     assert evaluate_classification(one, processor, "action_recognition_3d", data, batch_size=n)["top1"] == 0.0
     two = _ScriptedClassifier([first, second])
@@ -251,10 +258,7 @@ def test_several_test_views_average_the_class_probabilities_of_each_clip_turned_
     n, width = len(labels), int(token_ids.max()) + 1
     # The clip as recorded ranks a wrong class first; the turned clip ranks the true class far ahead: only their
     # average is right everywhere (as with several clips).
-    as_recorded, turned = np.zeros((n, width), np.float32), np.zeros((n, width), np.float32)
-    as_recorded[np.arange(n), token_ids[(labels + 1) % len(token_ids)]] = 3.0
-    as_recorded[np.arange(n), token_ids[labels]] = 1.0
-    turned[np.arange(n), token_ids[labels]] = 5.0
+    as_recorded, turned = _wrong_then_right_scores(labels, token_ids, width)
     one = _ScriptedClassifier([as_recorded])
     assert evaluate_classification(one, processor, "action_recognition_3d", data, batch_size=n)["top1"] == 0.0
     two = _ScriptedClassifier([as_recorded, turned])
@@ -283,6 +287,16 @@ def test_several_test_views_average_the_class_probabilities_of_each_clip_turned_
     results = evaluate_all_tasks(mixed, processor, datasets, ["action_recognition_3d", "action_recognition_2d"],
                                  batch_size=n, test_views=views)
     assert results["action_recognition_3d"]["top1"] == 1.0 and len(mixed.inputs) == 3
+    # Early prediction turns each observed part as recognition turns whole clips: every ratio averages its views.
+    early_data = datasets["early_action_prediction_3d"]
+    early = _ScriptedClassifier(list(_wrong_then_right_scores(np.asarray(early_data["test"]["label"]), token_ids,
+                                                              width)) * 2)
+    result = evaluate_classification(early, processor, "early_action_prediction_3d", early_data, batch_size=n,
+                                     observation_ratios=[0.2, 1.0], test_views=views)
+    assert result["top1_at_ratio"] == {"0.2": 1.0, "1.0": 1.0} and result["test_views"] == [[0.0, 0.0], [30.0, 10.0]]
+    for recorded_pass, turned_pass in (early.inputs[0:2], early.inputs[2:4]):
+        expected = torch.einsum("...c,dc->...d", recorded_pass[..., :3], rotation)
+        torch.testing.assert_close(turned_pass[..., :3], expected, rtol=1e-4, atol=1e-4)
 
 
 def test_score_fusion_adds_each_members_weighted_probabilities_collated_by_its_own_processor():
