@@ -270,8 +270,12 @@ def test_several_test_views_average_the_class_probabilities_of_each_clip_turned_
     # The turned pass is the recorded clip through the view's rotation (the synthetic processor only centres and
     # scales clips, which commute with a rotation).
     rotation = torch.as_tensor(view_rotation(30.0, 10.0))
-    expected = torch.einsum("...c,dc->...d", two.inputs[0][..., :3], rotation)
-    torch.testing.assert_close(two.inputs[1][..., :3], expected, rtol=1e-4, atol=1e-4)
+
+    def assert_turned(recorded_pass, turned_pass):
+        expected = torch.einsum("...c,dc->...d", recorded_pass[..., :3], rotation)
+        torch.testing.assert_close(turned_pass[..., :3], expected, rtol=1e-4, atol=1e-4)
+
+    assert_turned(two.inputs[0], two.inputs[1])
     # Only 3D clips turn: 2D recognition refuses turned views, and a run of 2D tasks alone is refused before it runs.
     with pytest.raises(ValueError, match="has none to turn"):
         evaluate_classification(two, processor, "action_recognition_2d", datasets["action_recognition_2d"],
@@ -295,8 +299,7 @@ def test_several_test_views_average_the_class_probabilities_of_each_clip_turned_
                                      observation_ratios=[0.2, 1.0], test_views=views)
     assert result["top1_at_ratio"] == {"0.2": 1.0, "1.0": 1.0} and result["test_views"] == [[0.0, 0.0], [30.0, 10.0]]
     for recorded_pass, turned_pass in (early.inputs[0:2], early.inputs[2:4]):
-        expected = torch.einsum("...c,dc->...d", recorded_pass[..., :3], rotation)
-        torch.testing.assert_close(turned_pass[..., :3], expected, rtol=1e-4, atol=1e-4)
+        assert_turned(recorded_pass, turned_pass)
 
 
 def test_score_fusion_adds_each_members_weighted_probabilities_collated_by_its_own_processor():
