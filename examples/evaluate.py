@@ -4,12 +4,17 @@
     python examples/evaluate.py --model outputs/ups-demo/final                      # synthetic test splits
     python examples/evaluate.py --model org/ups --dataset action_recognition_3d=data/nw_ucla --tasks action_recognition_3d
     python examples/evaluate.py --model runs/joint/final --model runs/bone/final --dataset action_recognition_3d=data/nw_ucla
+    python examples/evaluate.py --model runs/joint/final --dataset action_recognition_3d=data/nw_ucla --save_scores scores/joint
+    python examples/evaluate.py --scores scores/joint --scores scores/bone --scores scores/motion
 
 Action recognition: top-1 / top-5. Pose estimation: MPJPE and P-MPJPE in millimetres, overall and per action.
 Early action prediction: top-1 at observation ratios 10% .. 100%. Prints a table and writes JSON (``--output``).
 Several ``--model`` fuse their class probabilities (``--fusion_weights``, default equal): the multi-stream score
 fusion of CTR-GCN and pyskl, e.g. a joint model and a bone model (``--config_overrides
-joint_input=false,root_relative_input=false,bone_input=true`` in examples/train.py).
+joint_input=false,root_relative_input=false,bone_input=true`` in examples/train.py). ``--save_scores FOLDER``
+keeps the class probabilities ranked (``FOLDER/<task>.npz``), and each ``--scores FOLDER`` fuses saved ones, with
+the ``--model`` members or alone, without running those models again (CTR-GCN's ``--save-score`` and
+``ensemble.py``).
 """
 
 import argparse
@@ -28,18 +33,26 @@ from transformers import AutoModel, AutoProcessor  # noqa: E402
 import modeling_ups  # noqa: E402,F401
 from datasets_scripts.synthetic import build_synthetic_datasets  # noqa: E402
 from modeling_ups import UPS_TASKS  # noqa: E402
+from modeling_ups.configuration_ups import POSE_ESTIMATION_TASK  # noqa: E402
 from modeling_ups.processing_ups import POSE_DECODINGS  # noqa: E402
 from modeling_ups.training.data import load_task_datasets  # noqa: E402
-from modeling_ups.training.evaluate_tasks import evaluate_all_tasks, format_results_table, view_turn_grid  # noqa: E402
+from modeling_ups.training.evaluate_tasks import (  # noqa: E402
+    CLASSIFICATION_TASKS, evaluate_all_tasks, format_results_table, fuse_saved_scores, view_turn_grid)
 from modeling_ups.utils.text_embeddings import vocabulary_record  # noqa: E402
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, action="append",
+    p.add_argument("--model", action="append", default=[],
                    help="checkpoint folder or Hub id; repeat it to fuse the class scores of several models")
+    p.add_argument("--scores", action="append", default=[], metavar="FOLDER",
+                   help="class scores saved by --save_scores, fused with the --model members (or alone, without "
+                        "model or dataset); repeatable")
+    p.add_argument("--save_scores", metavar="FOLDER",
+                   help="save each classification task's ranked class probabilities as FOLDER/<task>.npz "
+                        "(examples/train.py saves its final evaluation's in OUTPUT_DIR/scores)")
     p.add_argument("--fusion_weights", type=float, nargs="+", metavar="W",
-                   help="one weight per --model for score fusion (default: equal weights)")
+                   help="one weight per --model, then per --scores, for score fusion (default: equal weights)")
     p.add_argument("--dataset", action="append", default=[], metavar="TASK=PATH",
                    help="saved `datasets` folder or Hub id per task (repeatable); default: synthetic test data")
     p.add_argument("--tasks", help="comma-separated tasks (default: those of --dataset, else all four)")
@@ -78,17 +91,25 @@ def parse_args(argv=None):
             p.error(f"--dataset expects TASK=PATH with TASK one of {list(UPS_TASKS)}, got {spec!r}")
         datasets[task] = path
     args.dataset = datasets
+    if not args.model and not args.scores:
+        p.error("give a --model to evaluate, or --scores folders to fuse")
     if args.tasks:
         args.tasks = [t.strip() for t in args.tasks.split(",")]
-    else:
+    elif args.model:
         args.tasks = list(datasets) or list(UPS_TASKS)
+    else:  # saved scores alone: the tasks the first folder holds
+        args.tasks = [t for t in CLASSIFICATION_TASKS if (Path(args.scores[0]) / f"{t}.npz").is_file()]
     unknown = [t for t in args.tasks if t not in UPS_TASKS]
     if unknown:
         p.error(f"unknown tasks {unknown}; choose from {list(UPS_TASKS)}")
+    if args.scores and POSE_ESTIMATION_TASK in args.tasks:
+        p.error(f"--scores fuses the classification tasks {list(CLASSIFICATION_TASKS)}; leave "
+                f"{POSE_ESTIMATION_TASK} out of --tasks")
+    members = len(args.model) + len(args.scores)
     if args.fusion_weights is None:
-        args.fusion_weights = [1.0] * len(args.model)
-    if len(args.fusion_weights) != len(args.model) or min(args.fusion_weights) <= 0:
-        p.error(f"--fusion_weights needs one positive weight per --model ({len(args.model)}), got "
+        args.fusion_weights = [1.0] * members
+    if len(args.fusion_weights) != members or min(args.fusion_weights) <= 0:
+        p.error(f"--fusion_weights needs one positive weight per --model and --scores ({members}), got "
                 f"{args.fusion_weights}")
     return args
 
@@ -104,25 +125,39 @@ def load_model(name: str, args):
 
 def main(argv=None):
     args = parse_args(argv)
-    model, processor = load_model(args.model[0], args)
-    # Probabilities are ranked, so only the weights' ratios matter: the first model keeps weight 1.
-    fused = [(*load_model(name, args), weight / args.fusion_weights[0])
-             for name, weight in zip(args.model[1:], args.fusion_weights[1:])]
-    datasets = load_task_datasets(args, processor, build_synthetic=build_synthetic_datasets)
-    results = evaluate_all_tasks(model, processor, datasets, args.tasks, batch_size=args.batch_size,
-                                 max_samples=args.max_eval_samples, pose_window=args.pose_window,
-                                 pose_stride=args.pose_eval_stride, test_time_flip=args.test_time_flip,
-                                 test_clips=args.test_clips, pose_decoding=args.pose_decoding, fused=fused,
-                                 test_views=view_turn_grid(args.test_view_yaws, args.test_view_pitches))
-    if fused:
-        fusion = [{"model": name, "weight": weight} for name, weight in zip(args.model, args.fusion_weights)]
-        print("score fusion of " + ", ".join(f"{m['model']} (weight {m['weight']:g})" for m in fusion))
+    model_weights, score_weights = args.fusion_weights[:len(args.model)], args.fusion_weights[len(args.model):]
+    saved = list(zip(args.scores, score_weights))
+    if not args.model:
+        results = fuse_saved_scores(saved, args.tasks, save_scores_to=args.save_scores)
+        model = None
+    else:
+        model, processor = load_model(args.model[0], args)
+        # Probabilities are ranked, so only the weights' ratios matter: the first model keeps weight 1.
+        fused = [(*load_model(name, args), weight / model_weights[0])
+                 for name, weight in zip(args.model[1:], model_weights[1:])]
+        saved = [(folder, weight / model_weights[0]) for folder, weight in saved]
+        datasets = load_task_datasets(args, processor, build_synthetic=build_synthetic_datasets)
+        results = evaluate_all_tasks(model, processor, datasets, args.tasks, batch_size=args.batch_size,
+                                     max_samples=args.max_eval_samples, pose_window=args.pose_window,
+                                     pose_stride=args.pose_eval_stride, test_time_flip=args.test_time_flip,
+                                     test_clips=args.test_clips, pose_decoding=args.pose_decoding, fused=fused,
+                                     test_views=view_turn_grid(args.test_view_yaws, args.test_view_pitches),
+                                     saved_scores=saved, save_scores_to=args.save_scores)
+    if len(args.fusion_weights) > 1:
+        fusion = ([{"model": name, "weight": weight} for name, weight in zip(args.model, model_weights)]
+                  + [{"scores": folder, "weight": weight} for folder, weight in zip(args.scores, score_weights)])
+        print("score fusion of " + ", ".join(f"{m.get('model', m.get('scores'))} (weight {m['weight']:g})"
+                                             for m in fusion))
         for r in results.values():
             r["score_fusion"] = fusion
-    # examples/train.py records "none" when the vocabulary embeddings stayed random (no text encoder).
-    vocabulary = vocabulary_record(model.config.text_encoder_name_or_path)
-    print(format_results_table(results, vocabulary_init=vocabulary["vocabulary_init"] if vocabulary["random_vocabulary"]
-                               else None))
+    saved_files = [r["saved_scores"] for r in results.values() if "saved_scores" in r]
+    if saved_files:
+        print("class scores saved: " + ", ".join(saved_files))
+    # examples/train.py records "none" when the vocabulary embeddings stayed random (no text encoder); saved scores
+    # alone have no checkpoint to tell.
+    vocabulary = vocabulary_record(model.config.text_encoder_name_or_path) if model is not None else None
+    print(format_results_table(results, vocabulary_init=vocabulary["vocabulary_init"]
+                               if vocabulary and vocabulary["random_vocabulary"] else None))
     for task, r in results.items():
         if "per_action_mpjpe" in r and len(r["per_action_mpjpe"]) > 1:
             print(f"\n{task}: MPJPE / P-MPJPE per action (mm)")

@@ -8,8 +8,9 @@
 Tasks rotate every step (pose estimation, 2D AR, early prediction, 3D AR); AdamW; the learning rate decays to 0;
 the Gumbel temperature is annealed. Checkpoints are crash-safe and ``--resume_from_checkpoint latest`` continues a
 killed run exactly. At the end every task is evaluated on its test split, the table is printed and written to
-``<output_dir>/results.json``, and ``<output_dir>/final`` is a complete Hub folder (model, processor, pipeline
-code, model card).
+``<output_dir>/results.json``, the classification tasks' class probabilities go to ``<output_dir>/scores`` (for score
+fusion: ``examples/evaluate.py --scores``), and ``<output_dir>/final`` is a complete Hub folder (model, processor,
+pipeline code, model card).
 """
 
 import argparse
@@ -610,7 +611,8 @@ def finish(run: Run, vocabulary: dict) -> dict:
                                                       pose_window=args.pose_window, pose_stride=args.pose_eval_stride,
                                                       test_time_flip=args.test_time_flip,
                                                       test_clips=args.test_clips, pose_decoding=args.pose_decoding,
-                                                      test_views=args.test_views)
+                                                      test_views=args.test_views,
+                                                      save_scores_to=run.output_dir / "scores")
     if accelerator.is_main_process:
         (run.output_dir / "results.json").write_text(json.dumps(results, indent=2))
         export_hub_folder(unwrapped, run.processor, final, results=results, training_args=vars(args))

@@ -214,19 +214,27 @@ def _wrong_then_right_scores(labels, token_ids, width):
     return wrong_first, right_first
 
 
-def test_several_test_clips_average_the_class_probabilities():
+def _recognition_case():
+    """The synthetic processor (8 frames), a small 3D recognition dataset, its test labels, and the two passes of
+    :func:`_wrong_then_right_scores` for its test samples."""
     from datasets_scripts.synthetic import build_synthetic_datasets
     from modeling_ups import UPSProcessor
-    from modeling_ups.training.evaluate_tasks import dataset_label_token_ids, evaluate_classification
+    from modeling_ups.training.evaluate_tasks import dataset_label_token_ids
 
     processor = UPSProcessor.from_pretrained(Path(__file__).resolve().parents[1] / "processors" / "synthetic")
     processor.feature_extractor.num_frames = 8
     data = build_synthetic_datasets(num_train=4, num_test=4, seed=0)["action_recognition_3d"]
     labels = np.asarray(data["test"]["label"])
     token_ids = dataset_label_token_ids(data["test"], processor.tokenizer)
-    n, width = len(labels), int(token_ids.max()) + 1
+    return processor, data, labels, _wrong_then_right_scores(labels, token_ids, int(token_ids.max()) + 1)
+
+
+def test_several_test_clips_average_the_class_probabilities():
+    from modeling_ups.training.evaluate_tasks import evaluate_classification
+
     # The first clip alone is wrong everywhere; averaged with the second, right everywhere.
-    first, second = _wrong_then_right_scores(labels, token_ids, width)
+    processor, data, labels, (first, second) = _recognition_case()
+    n = len(labels)
     one = _ScriptedClassifier([first])
     assert evaluate_classification(one, processor, "action_recognition_3d", data, batch_size=n)["top1"] == 0.0
     two = _ScriptedClassifier([first, second])
@@ -333,3 +341,62 @@ def test_score_fusion_adds_each_members_weighted_probabilities_collated_by_its_o
     with pytest.raises(ValueError, match="score fusion .* is for the classification tasks"):
         evaluate_all_tasks(_ScriptedClassifier([joint]), joint_processor, {"pose_estimation_3d": data},
                            ["pose_estimation_3d"], fused=[(member, bone_processor, 1.0)])
+
+
+def test_saved_class_scores_fuse_as_their_models_do_and_refuse_other_test_samples(tmp_path):
+    """Scores saved by one evaluation (``save_scores_to``) and fused from disk (``saved_scores``, or
+    ``fuse_saved_scores`` without any model) give the figures of fusing the models themselves; the file is plain
+    arrays; scores of other samples, classes or ratios are refused, naming the difference."""
+    from modeling_ups.training.evaluate_tasks import (ClassScores, evaluate_classification, fuse_class_scores,
+                                                      fuse_saved_scores)
+
+    processor, data, labels, (wrong_first, right_first) = _recognition_case()
+    n = len(labels)
+
+    def evaluate(logits, **kwargs):
+        return evaluate_classification(_ScriptedClassifier([logits]), processor, "action_recognition_3d", data,
+                                       batch_size=n, **kwargs)
+
+    saved = evaluate(right_first, save_scores_to=tmp_path / "right")
+    assert saved["top1"] == 1.0 and saved["saved_scores"] == str(tmp_path / "right" / "action_recognition_3d.npz")
+    with np.load(saved["saved_scores"], allow_pickle=False) as f:  # no pickled objects: safe to load from anyone
+        assert f["probabilities"].shape == (1, n, len(f["class_names"])) and f["class_names"].dtype.kind == "U"
+        assert list(f["class_names"]) == data["test"].features["label"].names
+        np.testing.assert_array_equal(f["labels"], labels)
+        np.testing.assert_allclose(f["probabilities"].sum(-1), 1.0, rtol=1e-5)
+    # The wrong-first model fused with the right-first one: by models and by saved scores, the same figures.
+    by_models = evaluate_classification(_ScriptedClassifier([wrong_first]), processor, "action_recognition_3d", data,
+                                        batch_size=n, fused=[(_ScriptedClassifier([right_first]), processor, 2.0)])
+    assert by_models["top1"] == 1.0 and evaluate(wrong_first)["top1"] == 0.0  # the fusion decides every sample
+    by_scores = evaluate(wrong_first, saved_scores=[(tmp_path / "right", 2.0)], save_scores_to=tmp_path / "fused")
+    assert by_scores.pop("saved_scores") and by_scores == by_models
+    evaluate(wrong_first, save_scores_to=tmp_path / "wrong")
+    alone = fuse_saved_scores([(tmp_path / "wrong", 1.0), (tmp_path / "right", 2.0)], ["action_recognition_3d"])
+    assert alone["action_recognition_3d"] == by_models
+    fused = ClassScores.load(tmp_path / "fused", "action_recognition_3d")
+    expected = (ClassScores.load(tmp_path / "wrong", "action_recognition_3d").probabilities
+                + 2.0 * ClassScores.load(tmp_path / "right", "action_recognition_3d").probabilities) / 3.0
+    np.testing.assert_allclose(fused.probabilities, expected, rtol=1e-6)  # a fusion saves the weighted mean
+
+    right = ClassScores.load(tmp_path / "right", "action_recognition_3d")
+    others = {
+        "2 test samples against 4": dict(labels=right.labels[:2], probabilities=right.probabilities[:, :2]),
+        "other class names": dict(class_names=right.class_names[::-1]),
+        "other labels": dict(labels=np.roll(right.labels, 1)),
+        "observation ratios": dict(observation_ratios=[0.5]),
+    }
+    for problem, change in others.items():
+        other = ClassScores(**{**right.__dict__, **change})
+        with pytest.raises(ValueError, match=f"cannot fuse other with the other action_recognition_3d scores: "
+                                             f".*{problem}"):
+            fuse_class_scores([(right, 1.0), (other, 1.0)], names=["right", "other"])
+    with pytest.raises(ValueError, match=r"probabilities of shape \(ratios, samples, classes\)"):
+        ClassScores(**{**right.__dict__, "probabilities": right.probabilities[0]})
+    with pytest.raises(FileNotFoundError, match=r"no saved early_action_prediction_3d scores .*\['action_recog"):
+        ClassScores.load(tmp_path / "right", "early_action_prediction_3d")
+    with pytest.raises(ValueError, match="classification tasks"):
+        fuse_saved_scores([(tmp_path / "right", 1.0)], ["pose_estimation_3d"])
+    (tmp_path / "other").mkdir()
+    np.savez(tmp_path / "other" / "action_recognition_3d.npz", scores=np.zeros((4, 12)))  # someone else's arrays
+    with pytest.raises(ValueError, match=r"is not a class-scores file: it lacks \['task', 'class_names'"):
+        ClassScores.load(tmp_path / "other", "action_recognition_3d")

@@ -96,10 +96,62 @@ def test_evaluate_fuses_the_class_scores_of_several_checkpoints(trained_run, tmp
     fused = json.loads((tmp_path / "fused.json").read_text())
     for task in tasks:
         assert fused[task].pop("score_fusion") == [{"model": final, "weight": 1.0}, {"model": final, "weight": 2.0}]
-        assert fused[task] == results["tasks_results"][task], task
+        expected = dict(results["tasks_results"][task])
+        assert expected.pop("saved_scores") == str(out / "scores" / f"{task}.npz")
+        assert fused[task] == expected, task
     refused = subprocess.run(cmd[:-2] + ["--fusion_weights", "1"], env=_env(), capture_output=True, text=True,
                              timeout=300, cwd=REPO)
-    assert refused.returncode == 2 and "--fusion_weights needs one positive weight per --model (2)" in refused.stderr
+    assert refused.returncode == 2 and "--fusion_weights needs one positive weight per --model and --scores (2)" \
+        in refused.stderr
+
+
+def test_the_runs_saved_scores_fuse_without_the_model_and_beside_it(trained_run, tmp_path):
+    """The class probabilities examples/train.py saves in OUTPUT_DIR/scores fuse again with examples/evaluate.py,
+    alone (no model, no dataset: CTR-GCN's ensemble.py) or beside a --model, into the run's own figures; a fusion
+    saves its own scores; scores of other test samples are refused, naming why."""
+    out, results = trained_run
+    tasks = ["action_recognition_3d", "early_action_prediction_3d"]
+    evaluate = [sys.executable, str(REPO / "examples" / "evaluate.py")]
+
+    def run(*args):
+        return subprocess.run([*evaluate, *args], env=_env(), capture_output=True, text=True, timeout=300, cwd=REPO)
+
+    def figures(path):
+        return {task: {k: v for k, v in r.items() if k not in ("score_fusion", "saved_scores")}
+                for task, r in json.loads(Path(path).read_text()).items()}
+
+    classification = ["action_recognition_2d", "early_action_prediction_3d", "action_recognition_3d"]
+    assert sorted(p.stem for p in (out / "scores").iterdir()) == sorted(classification)  # no pose scores
+    expected = {task: {k: v for k, v in results["tasks_results"][task].items() if k != "saved_scores"}
+                for task in classification}
+    scores = str(out / "scores")
+    alone = run("--scores", scores, "--scores", scores, "--fusion_weights", "1", "3", "--output",
+                str(tmp_path / "alone.json"), "--save_scores", str(tmp_path / "fused_scores"))
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    assert alone.stdout.count("| action_recognition_3d | top-1 |") == 1
+    assert figures(tmp_path / "alone.json") == expected  # the tasks the folder holds, without --tasks
+    for task in tasks:  # the saved fusion is the weighted mean: here the run's own probabilities
+        with np.load(out / "scores" / f"{task}.npz") as run_scores, \
+                np.load(tmp_path / "fused_scores" / f"{task}.npz") as fused_scores:
+            np.testing.assert_allclose(fused_scores["probabilities"], run_scores["probabilities"], rtol=1e-6)
+            assert run_scores["probabilities"].shape[:2] == ((10, 8) if task.startswith("early") else (1, 8))
+    data_args = ["--tasks", ",".join(tasks), "--num_train_samples", "48", "--num_eval_samples", "16", "--seed", "3",
+                 "--batch_size", "8"]
+    beside = run("--model", str(out / "final"), "--scores", scores, *data_args, "--max_eval_samples", "8",
+                 "--output", str(tmp_path / "beside.json"))
+    assert beside.returncode == 0, beside.stderr[-3000:]
+    assert f"score fusion of {out / 'final'} (weight 1), {scores} (weight 1)" in beside.stdout
+    assert figures(tmp_path / "beside.json") == {task: expected[task] for task in tasks}
+    other_samples = run("--model", str(out / "final"), "--scores", scores, *data_args, "--max_eval_samples", "6")
+    assert other_samples.returncode != 0
+    assert f"cannot fuse {scores} with the other action_recognition_3d scores: 8 test samples against 6" \
+        in other_samples.stderr
+    no_scores = run("--scores", str(tmp_path / "nowhere"), "--tasks", "action_recognition_3d")
+    assert no_scores.returncode != 0 and "no saved action_recognition_3d scores at" in no_scores.stderr
+    pose = run("--scores", scores, "--tasks", "pose_estimation_3d")
+    assert pose.returncode == 2 and "leave pose_estimation_3d out of --tasks" in pose.stderr
+    nothing = run("--tasks", "action_recognition_3d")
+    assert nothing.returncode == 2 and "give a --model to evaluate, or --scores folders to fuse" in nothing.stderr
 
 
 def test_a_run_without_text_encoder_says_so_in_table_results_and_card(trained_run):

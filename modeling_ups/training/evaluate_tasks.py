@@ -14,13 +14,17 @@
 - Early action prediction: top-1 at observation ratios 10% .. 100%.
 - Score fusion (recognition and early prediction): the weighted sum of several models' class probabilities, each
   model with its own processor (CTR-GCN's and pyskl's multi-stream ensembles of joint, bone and motion models).
+  The probabilities ranked can be saved (:class:`ClassScores`, ``save_scores_to``) and fused again from disk
+  without the models (``saved_scores``; CTR-GCN's ``--save-score`` and ``ensemble.py``, pyskl's ``--out``).
 
 Baselines printed beside the model: the majority training class for classification, the mean training pose
 for pose estimation.
 """
 
 import itertools
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -96,10 +100,121 @@ def _class_probabilities(model, processor, task: str, test, batch_size: int, obs
     return probabilities / (num_clips * len(test_views))
 
 
+@dataclass
+class ClassScores:
+    """The class probabilities of a classification test split: one model's, or the weighted mean of a fusion's
+    members. Saved as ``FOLDER/<task>.npz`` (plain arrays, read without pickle) so that models trained apart, or in
+    an earlier session, are fused later without being run again.
+
+    Args:
+        task (`str`): one of :data:`CLASSIFICATION_TASKS`.
+        class_names (`np.ndarray` of shape `(C,)`): the dataset's class names, in class-id order.
+        labels (`np.ndarray` of shape `(N,)`): each test sample's true class id, in dataset order.
+        probabilities (`np.ndarray` of shape `(R, N, C)`): per observation ratio (R = 1 for recognition).
+        observation_ratios (`np.ndarray` of shape `(R,)`): early prediction's ratios; `[nan]` for recognition.
+        majority_baseline_top1 (`float`): the majority training class's top-1, the table's baseline.
+    """
+
+    task: str
+    class_names: np.ndarray
+    labels: np.ndarray
+    probabilities: np.ndarray
+    observation_ratios: np.ndarray
+    majority_baseline_top1: float
+
+    def __post_init__(self):
+        self.class_names = np.asarray(self.class_names, dtype=str)
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        self.probabilities = np.asarray(self.probabilities, dtype=np.float32)
+        self.observation_ratios = np.asarray(self.observation_ratios, dtype=np.float64)
+        expected = (len(self.observation_ratios), len(self.labels), len(self.class_names))
+        if self.task not in CLASSIFICATION_TASKS or self.probabilities.shape != expected:
+            raise ValueError(f"class scores need a task of {list(CLASSIFICATION_TASKS)} and probabilities of shape "
+                             f"(ratios, samples, classes) = {expected}; got {self.task!r}, "
+                             f"{self.probabilities.shape}")
+
+    @property
+    def ratios(self) -> List[Optional[float]]:
+        """The observation ratios as :func:`evaluate_classification` keys them (None: whole clips)."""
+        return [None if np.isnan(r) else float(r) for r in self.observation_ratios]
+
+    def save(self, folder: Union[str, Path]) -> Path:
+        path = Path(folder) / f"{self.task}.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, task=np.asarray(self.task), class_names=self.class_names, labels=self.labels,
+                 probabilities=self.probabilities, observation_ratios=self.observation_ratios,
+                 majority_baseline_top1=np.asarray(self.majority_baseline_top1))
+        return path
+
+    @classmethod
+    def load(cls, folder: Union[str, Path], task: str) -> "ClassScores":
+        path = Path(folder) / f"{task}.npz"
+        if not path.is_file():
+            saved = sorted(p.stem for p in Path(folder).glob("*.npz")) if Path(folder).is_dir() else []
+            raise FileNotFoundError(f"no saved {task} scores at {path} (saved there: {saved or 'none'}; "
+                                    "examples/evaluate.py --save_scores FOLDER writes them)")
+        with np.load(path, allow_pickle=False) as f:
+            missing = [field for field in cls.__dataclass_fields__ if field not in f.files]
+            if missing:
+                raise ValueError(f"{path} is not a class-scores file: it lacks {missing}")
+            scores = cls(task=str(f["task"]), class_names=f["class_names"], labels=f["labels"],
+                         probabilities=f["probabilities"], observation_ratios=f["observation_ratios"],
+                         majority_baseline_top1=float(f["majority_baseline_top1"]))
+        if scores.task != task:
+            raise ValueError(f"{path} holds {scores.task} scores, not {task}")
+        return scores
+
+    def check_same_test(self, other: "ClassScores", name: str) -> None:
+        """Refuse to fuse ``other`` (called ``name`` in the error) with these scores unless both score the same
+        samples, in the same order, over the same classes and observation ratios."""
+        problem = None
+        if other.task != self.task:
+            problem = f"task {other.task} against {self.task}"
+        elif len(other.labels) != len(self.labels):
+            problem = (f"{len(other.labels)} test samples against {len(self.labels)} (saved with another "
+                       "--max_eval_samples or dataset?)")
+        elif not np.array_equal(other.class_names, self.class_names):
+            problem = "other class names"
+        elif not np.array_equal(other.labels, self.labels):
+            problem = "the same number of test samples with other labels (another dataset or sample order)"
+        elif not np.array_equal(other.observation_ratios, self.observation_ratios, equal_nan=True):
+            problem = f"observation ratios {other.ratios} against {self.ratios}"
+        if problem:
+            raise ValueError(f"cannot fuse {name} with the other {self.task} scores: {problem}")
+
+
+def fuse_class_scores(members: Sequence[Tuple[ClassScores, float]], names: Optional[Sequence[str]] = None
+                      ) -> ClassScores:
+    """The weighted mean of several members' probabilities (each checked to score the same test samples)."""
+    if not members:
+        raise ValueError("score fusion needs at least one member")
+    names = list(names) if names is not None else [f"member {i + 1}" for i in range(len(members))]
+    first, _ = members[0]
+    for (scores, _), name in zip(members[1:], names[1:]):
+        first.check_same_test(scores, name)
+    total = sum(weight for _, weight in members)
+    return ClassScores(first.task, first.class_names, first.labels,
+                       sum(weight * scores.probabilities for scores, weight in members) / total,
+                       first.observation_ratios, first.majority_baseline_top1)
+
+
+def classification_result(scores: ClassScores) -> Dict:
+    """Top-1 / top-5 of whole clips, or top-1 per observation ratio, from ``scores``."""
+    result = {"num_samples": int(len(scores.labels)), "majority_baseline_top1": scores.majority_baseline_top1}
+    accuracies = [topk_accuracy(p, scores.labels, k=(1, 5)) for p in scores.probabilities]
+    if scores.ratios == [None]:
+        result.update(accuracies[0])
+    else:
+        result["top1_at_ratio"] = {f"{r:.1f}": a["top1"] for r, a in zip(scores.ratios, accuracies)}
+    return result
+
+
 def evaluate_classification(model, processor, task: str, data, batch_size: int = 64,
                             max_samples: Optional[int] = None, observation_ratios=None, num_clips: int = 1,
                             fused: Sequence[Tuple[object, object, float]] = (),
-                            test_views: Sequence[Tuple[float, float]] = AS_RECORDED) -> Dict:
+                            test_views: Sequence[Tuple[float, float]] = AS_RECORDED,
+                            saved_scores: Sequence[Tuple[Union[str, Path], float]] = (),
+                            save_scores_to: Optional[Union[str, Path]] = None) -> Dict:
     """Top-1 / top-5 of ``model`` (or, per observation ratio, top-1) on ``data["test"]``.
 
     ``test_views``: (yaw, pitch) turns in degrees (3D tasks; :func:`view_turn_grid`); each sample's class
@@ -107,32 +222,36 @@ def evaluate_classification(model, processor, task: str, data, batch_size: int =
 
     ``fused``: further ``(model, processor, weight)`` members, each with its own processor (its frames, streams and
     normalisation), whose class probabilities are added with that weight to ``model``'s (weight 1) before ranking:
-    the score fusion of a joint and a bone model that CTR-GCN and pyskl report as their multi-stream figures."""
+    the score fusion of a joint and a bone model that CTR-GCN and pyskl report as their multi-stream figures.
+    ``saved_scores``: further ``(folder, weight)`` members whose probabilities were saved earlier
+    (:class:`ClassScores`); they must score this test split's samples. ``save_scores_to``: a folder to save the
+    ranked probabilities in (the members' weighted mean)."""
     if num_clips < 1:
         raise ValueError(f"num_clips must be at least 1, got {num_clips}")
     if not len(test_views):
         raise ValueError("test_views needs at least one (yaw, pitch) view; (0, 0) leaves clips as they are")
     if task not in VIEW_AUGMENTED_TASKS and _turns_clips(test_views):
         raise ValueError(f"test_views turn 3D clips ({list(VIEW_AUGMENTED_TASKS)}); {task} has none to turn")
+    saved = [(ClassScores.load(folder, task), weight, str(folder)) for folder, weight in saved_scores]
     test = _limit(data["test"], max_samples)
-    labels = np.asarray(test["label"])
     ratios = observation_ratios if observation_ratios is not None else [None]
-    members = [(model, processor, 1.0), *fused]
-    accuracies = {}
-    for ratio in ratios:
-        probabilities = sum(weight * _class_probabilities(member, member_processor, task, test, batch_size, ratio,
-                                                          num_clips, test_views)
-                            for member, member_processor, weight in members)
-        accuracies[ratio] = topk_accuracy(probabilities, labels, k=(1, 5))
     train_labels = np.asarray(data["train"]["label"])
     majority = np.bincount(train_labels[train_labels >= 0]).argmax()
-    result = {"num_samples": int(len(test)), "majority_baseline_top1": float(np.mean(labels == majority))}
+    labels = np.asarray(test["label"])
+    members = []
+    for member, member_processor, weight in [(model, processor, 1.0), *fused]:
+        probabilities = [_class_probabilities(member, member_processor, task, test, batch_size, ratio, num_clips,
+                                              test_views) for ratio in ratios]
+        members.append((ClassScores(task, test.features["label"].names, labels, probabilities,
+                                    [np.nan if r is None else r for r in ratios],
+                                    float(np.mean(labels == majority))), weight))
+    scores = fuse_class_scores([*members, *((s, w) for s, w, _ in saved)],
+                               names=[f"model {i + 1}" for i in range(len(members))] + [n for *_, n in saved])
+    result = classification_result(scores)
     if _turns_clips(test_views):
         result["test_views"] = [list(view) for view in test_views]  # the figures are those of turned clips
-    if observation_ratios is None:
-        result.update({"top1": accuracies[None]["top1"], "top5": accuracies[None]["top5"]})
-    else:
-        result["top1_at_ratio"] = {f"{r:.1f}": accuracies[r]["top1"] for r in ratios}
+    if save_scores_to is not None:
+        result["saved_scores"] = str(scores.save(save_scores_to))
     return result
 
 
@@ -224,16 +343,19 @@ def evaluate_all_tasks(model, processor, datasets: Dict, tasks: List[str], batch
                        max_samples: Optional[int] = None, accelerator=None, pose_window: Optional[int] = None,
                        pose_stride: int = 5, test_time_flip: bool = False, test_clips: int = 1,
                        pose_decoding: Optional[str] = None, fused: Sequence[Tuple[object, object, float]] = (),
-                       test_views: Sequence[Tuple[float, float]] = AS_RECORDED) -> Dict:
+                       test_views: Sequence[Tuple[float, float]] = AS_RECORDED,
+                       saved_scores: Sequence[Tuple[Union[str, Path], float]] = (),
+                       save_scores_to: Optional[Union[str, Path]] = None) -> Dict:
     """Evaluate every task on its test split (main process only; other processes return None). ``pose_stride``,
     ``test_time_flip`` and ``pose_decoding``: see :func:`evaluate_pose_estimation`; ``test_clips``: clips averaged
     per recognition sample (``num_clips`` of :func:`evaluate_classification`; early prediction keeps one);
     ``test_views``: (yaw, pitch) turns averaged per sample of 3D recognition and early prediction (2D recognition
     keeps its clips as they are);
-    ``fused``: models (in eval mode) whose class scores are fused with ``model``'s
-    (:func:`evaluate_classification`)."""
+    ``fused``: models (in eval mode) whose class scores are fused with ``model``'s, ``saved_scores``: folders of
+    saved class scores fused the same way, ``save_scores_to``: a folder for each classification task's ranked
+    scores (:func:`evaluate_classification`)."""
     check_test_views(test_views, tasks)
-    if fused and POSE_ESTIMATION_TASK in tasks:
+    if (fused or saved_scores) and POSE_ESTIMATION_TASK in tasks:
         raise ValueError(f"score fusion (several models) is for the classification tasks {CLASSIFICATION_TASKS}; "
                          f"evaluate {POSE_ESTIMATION_TASK} with one model")
     if accelerator is not None and not accelerator.is_main_process:
@@ -241,6 +363,7 @@ def evaluate_all_tasks(model, processor, datasets: Dict, tasks: List[str], batch
     was_training = model.training
     model.eval()
     results = {}
+    classification = dict(fused=fused, saved_scores=saved_scores, save_scores_to=save_scores_to)
     for task in tasks:
         if task == POSE_ESTIMATION_TASK:
             results[task] = evaluate_pose_estimation(model, processor, datasets[task], batch_size, max_samples,
@@ -248,13 +371,31 @@ def evaluate_all_tasks(model, processor, datasets: Dict, tasks: List[str], batch
                                                      test_time_flip=test_time_flip, pose_decoding=pose_decoding)
         elif task == "early_action_prediction_3d":
             results[task] = evaluate_classification(model, processor, task, datasets[task], batch_size, max_samples,
-                                                    observation_ratios=OBSERVATION_RATIOS, fused=fused,
-                                                    test_views=test_views)
+                                                    observation_ratios=OBSERVATION_RATIOS, test_views=test_views,
+                                                    **classification)
         else:
             views = test_views if task in VIEW_AUGMENTED_TASKS else AS_RECORDED
             results[task] = evaluate_classification(model, processor, task, datasets[task], batch_size, max_samples,
-                                                    num_clips=test_clips, fused=fused, test_views=views)
+                                                    num_clips=test_clips, test_views=views, **classification)
     model.train(was_training)
+    return results
+
+
+def fuse_saved_scores(saved_scores: Sequence[Tuple[Union[str, Path], float]], tasks: Sequence[str],
+                      save_scores_to: Optional[Union[str, Path]] = None) -> Dict:
+    """Each of ``tasks``' results from saved ``(folder, weight)`` class scores alone, without model or dataset
+    (CTR-GCN's ``ensemble.py``): the figures :func:`evaluate_all_tasks` gives with the same members."""
+    unknown = [t for t in tasks if t not in CLASSIFICATION_TASKS]
+    if unknown or not tasks:
+        raise ValueError(f"saved scores are kept for the classification tasks {list(CLASSIFICATION_TASKS)}; "
+                         f"got tasks {list(tasks)}")
+    results = {}
+    for task in tasks:
+        scores = fuse_class_scores([(ClassScores.load(folder, task), weight) for folder, weight in saved_scores],
+                                   names=[str(folder) for folder, _ in saved_scores])
+        results[task] = classification_result(scores)
+        if save_scores_to is not None:
+            results[task]["saved_scores"] = str(scores.save(save_scores_to))
     return results
 
 
