@@ -5,14 +5,15 @@
     python examples/evaluate.py --model org/ups --dataset action_recognition_3d=data/nw_ucla --tasks action_recognition_3d
     python examples/evaluate.py --model runs/joint/final --model runs/bone/final --dataset action_recognition_3d=data/nw_ucla
     python examples/evaluate.py --model runs/joint/final --dataset action_recognition_3d=data/nw_ucla --save_scores scores/joint
-    python examples/evaluate.py --scores scores/joint --scores scores/bone --scores scores/motion
+    python examples/evaluate.py --scores runs/joint/scores --scores runs/bone/scores --scores runs/motion/scores
 
 Action recognition: top-1 / top-5. Pose estimation: MPJPE and P-MPJPE in millimetres, overall and per action.
 Early action prediction: top-1 at observation ratios 10% .. 100%. Prints a table and writes JSON (``--output``).
 Several ``--model`` fuse their class probabilities (``--fusion_weights``, default equal): the multi-stream score
 fusion of CTR-GCN and pyskl, e.g. a joint model and a bone model (``--config_overrides
 joint_input=false,root_relative_input=false,bone_input=true`` in examples/train.py). ``--save_scores FOLDER``
-keeps the class probabilities ranked (``FOLDER/<task>.npz``), and each ``--scores FOLDER`` fuses saved ones, with
+keeps the class probabilities ranked (``FOLDER/<task>.npz``; examples/train.py keeps its own in
+``OUTPUT_DIR/scores``), and each ``--scores FOLDER`` fuses saved ones, with
 the ``--model`` members or alone, without running those models again (CTR-GCN's ``--save-score`` and
 ``ensemble.py``).
 """
