@@ -100,6 +100,9 @@ def parse_args(argv=None):
         args.tasks = list(datasets) or list(UPS_TASKS)
     else:  # saved scores alone: the tasks the first folder holds
         args.tasks = [t for t in CLASSIFICATION_TASKS if (Path(args.scores[0]) / f"{t}.npz").is_file()]
+        if not args.tasks:
+            p.error(f"--scores {args.scores[0]} holds no saved class scores (<task>.npz for a task of "
+                    f"{list(CLASSIFICATION_TASKS)})")
     unknown = [t for t in args.tasks if t not in UPS_TASKS]
     if unknown:
         p.error(f"unknown tasks {unknown}; choose from {list(UPS_TASKS)}")

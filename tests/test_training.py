@@ -148,6 +148,8 @@ def test_the_runs_saved_scores_fuse_without_the_model_and_beside_it(trained_run,
         in other_samples.stderr
     no_scores = run("--scores", str(tmp_path / "nowhere"), "--tasks", "action_recognition_3d")
     assert no_scores.returncode != 0 and "no saved action_recognition_3d scores at" in no_scores.stderr
+    empty = run("--scores", str(tmp_path))
+    assert empty.returncode == 2 and f"--scores {tmp_path} holds no saved class scores" in empty.stderr
     pose = run("--scores", scores, "--tasks", "pose_estimation_3d")
     assert pose.returncode == 2 and "leave pose_estimation_3d out of --tasks" in pose.stderr
     nothing = run("--tasks", "action_recognition_3d")
