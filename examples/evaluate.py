@@ -38,7 +38,7 @@ from modeling_ups.configuration_ups import POSE_ESTIMATION_TASK  # noqa: E402
 from modeling_ups.processing_ups import POSE_DECODINGS  # noqa: E402
 from modeling_ups.training.data import load_task_datasets  # noqa: E402
 from modeling_ups.training.evaluate_tasks import (  # noqa: E402
-    CLASSIFICATION_TASKS, evaluate_all_tasks, format_results_table, fuse_saved_scores, view_turn_grid)
+    CLASSIFICATION_TASKS, ClassScores, evaluate_all_tasks, format_results_table, fuse_saved_scores, view_turn_grid)
 from modeling_ups.utils.text_embeddings import vocabulary_record  # noqa: E402
 
 
@@ -99,7 +99,7 @@ def parse_args(argv=None):
     elif args.model:
         args.tasks = list(datasets) or list(UPS_TASKS)
     else:  # saved scores alone: the tasks the first folder holds
-        args.tasks = [t for t in CLASSIFICATION_TASKS if (Path(args.scores[0]) / f"{t}.npz").is_file()]
+        args.tasks = ClassScores.saved_tasks(args.scores[0])
         if not args.tasks:
             p.error(f"--scores {args.scores[0]} holds no saved class scores (<task>.npz for a task of "
                     f"{list(CLASSIFICATION_TASKS)})")

@@ -22,7 +22,7 @@ for pose estimation.
 """
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -123,6 +123,8 @@ class ClassScores:
     majority_baseline_top1: float
 
     def __post_init__(self):
+        # Loaded from a file every field is an array: the two scalars are made plain again here.
+        self.task, self.majority_baseline_top1 = str(self.task), float(self.majority_baseline_top1)
         self.class_names = np.asarray(self.class_names, dtype=str)
         self.labels = np.asarray(self.labels, dtype=np.int64)
         self.probabilities = np.asarray(self.probabilities, dtype=np.float32)
@@ -138,28 +140,35 @@ class ClassScores:
         """The observation ratios as :func:`evaluate_classification` keys them (None: whole clips)."""
         return [None if np.isnan(r) else float(r) for r in self.observation_ratios]
 
+    @staticmethod
+    def path(folder: Union[str, Path], task: str) -> Path:
+        """Where ``task``'s scores are kept in ``folder``: the one naming rule of saved scores."""
+        return Path(folder) / f"{task}.npz"
+
+    @classmethod
+    def saved_tasks(cls, folder: Union[str, Path]) -> List[str]:
+        """The classification tasks whose scores ``folder`` holds, in :data:`CLASSIFICATION_TASKS` order."""
+        return [task for task in CLASSIFICATION_TASKS if cls.path(folder, task).is_file()]
+
     def save(self, folder: Union[str, Path]) -> Path:
-        path = Path(folder) / f"{self.task}.npz"
+        path = self.path(folder, self.task)
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, task=np.asarray(self.task), class_names=self.class_names, labels=self.labels,
-                 probabilities=self.probabilities, observation_ratios=self.observation_ratios,
-                 majority_baseline_top1=np.asarray(self.majority_baseline_top1))
+        np.savez(path, **{field.name: np.asarray(getattr(self, field.name)) for field in fields(self)})
         return path
 
     @classmethod
     def load(cls, folder: Union[str, Path], task: str) -> "ClassScores":
-        path = Path(folder) / f"{task}.npz"
+        path = cls.path(folder, task)
         if not path.is_file():
-            saved = sorted(p.stem for p in Path(folder).glob("*.npz")) if Path(folder).is_dir() else []
-            raise FileNotFoundError(f"no saved {task} scores at {path} (saved there: {saved or 'none'}; "
-                                    "examples/evaluate.py --save_scores FOLDER writes them)")
+            saved = cls.saved_tasks(folder) or "none"
+            raise FileNotFoundError(f"no saved {task} scores at {path} (saved there: {saved}; examples/train.py "
+                                    "keeps them in OUTPUT_DIR/scores, examples/evaluate.py --save_scores FOLDER)")
+        names = [field.name for field in fields(cls)]
         with np.load(path, allow_pickle=False) as f:
-            missing = [field for field in cls.__dataclass_fields__ if field not in f.files]
+            missing = [name for name in names if name not in f.files]
             if missing:
                 raise ValueError(f"{path} is not a class-scores file: it lacks {missing}")
-            scores = cls(task=str(f["task"]), class_names=f["class_names"], labels=f["labels"],
-                         probabilities=f["probabilities"], observation_ratios=f["observation_ratios"],
-                         majority_baseline_top1=float(f["majority_baseline_top1"]))
+            scores = cls(**{name: f[name] for name in names})
         if scores.task != task:
             raise ValueError(f"{path} holds {scores.task} scores, not {task}")
         return scores
@@ -183,12 +192,11 @@ class ClassScores:
             raise ValueError(f"cannot fuse {name} with the other {self.task} scores: {problem}")
 
 
-def fuse_class_scores(members: Sequence[Tuple[ClassScores, float]], names: Optional[Sequence[str]] = None
-                      ) -> ClassScores:
-    """The weighted mean of several members' probabilities (each checked to score the same test samples)."""
+def fuse_class_scores(members: Sequence[Tuple[ClassScores, float]], names: Sequence[str]) -> ClassScores:
+    """The weighted mean of several members' probabilities, each checked to score the same test samples (``names``:
+    what the error calls each member)."""
     if not members:
         raise ValueError("score fusion needs at least one member")
-    names = list(names) if names is not None else [f"member {i + 1}" for i in range(len(members))]
     first, _ = members[0]
     for (scores, _), name in zip(members[1:], names[1:]):
         first.check_same_test(scores, name)
