@@ -10,8 +10,8 @@
 Action recognition: top-1 / top-5. Pose estimation: MPJPE and P-MPJPE in millimetres, overall and per action.
 Early action prediction: top-1 at observation ratios 10% .. 100%. Prints a table and writes JSON (``--output``).
 Several ``--model`` fuse their class probabilities (``--fusion_weights``, default equal): the multi-stream score
-fusion of CTR-GCN and pyskl, e.g. a joint model and a bone model (``--config_overrides
-joint_input=false,root_relative_input=false,bone_input=true`` in examples/train.py). ``--save_scores FOLDER``
+fusion of CTR-GCN and pyskl, e.g. a joint model and a bone model (``--config nw_ucla_bone`` in examples/train.py, or
+``--config_overrides joint_input=false,root_relative_input=false,bone_input=true``). ``--save_scores FOLDER``
 keeps the class probabilities ranked (``FOLDER/<task>.npz``; examples/train.py keeps its own in
 ``OUTPUT_DIR/scores``), and each ``--scores FOLDER`` fuses saved ones, with
 the ``--model`` members or alone, without running those models again (CTR-GCN's ``--save-score`` and

@@ -37,7 +37,8 @@ from transformers import get_scheduler  # noqa: E402
 import modeling_ups  # noqa: E402,F401  (registers the Auto classes and the pipeline)
 from datasets_scripts.synthetic import build_synthetic_datasets  # noqa: E402  (the default data)
 from modeling_ups import UPS_TASKS, UPSConfig, UPSForPoseSequenceModeling, UPSProcessor  # noqa: E402
-from modeling_ups.training import CheckpointManager, ResumableBatchSampler, TaskRotation, load_recipe  # noqa: E402
+from modeling_ups.training import (  # noqa: E402
+    CheckpointManager, ResumableBatchSampler, TaskRotation, load_recipe, merge_options)
 from modeling_ups.processing_ups import POSE_DECODINGS  # noqa: E402
 from modeling_ups.training.data import FRAME_SAMPLINGS, KeyedRows, TaskCollator, load_task_datasets  # noqa: E402
 from modeling_ups.training.evaluate_tasks import (  # noqa: E402
@@ -90,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "overrides the recipe")
     p.add_argument("--config_overrides",
                    help="model config fields that override the preset, as transformers' examples take them: "
-                        "'routing_train_all_blocks=false,dropout=0.2'")
+                        "'routing_train_all_blocks=false,dropout=0.2'; added after the recipe's own (a field named "
+                        "in both takes this value)")
     p.add_argument("--model_name_or_path", help="start from a trained checkpoint (per-task fine-tuning)")
     p.add_argument("--processor", help="processor name (processors/: synthetic, ntu60, unified, ...) or folder whose "
                    "vocabulary the model uses")
@@ -216,12 +218,9 @@ def resolve_options(given: argparse.Namespace) -> argparse.Namespace:
     for key in recipe:
         if key not in DEFAULTS:
             raise ValueError(f"Recipe {config!r} sets unknown option {key!r}")
-    values = {}
-    for key, value in vars(given).items():  # the parser's order, kept in training_args and the model card
-        for layer in (value, recipe.get(key), DEFAULTS[key]):
-            if layer is not None:
-                break
-        values[key] = layer
+    chosen = merge_options(recipe, {key: value for key, value in vars(given).items() if value is not None})
+    # The parser's order, kept in training_args and the model card.
+    values = {key: chosen[key] if chosen.get(key) is not None else DEFAULTS[key] for key in vars(given)}
     args = argparse.Namespace(**(values | {"config": config}))
     args.tasks = [t.strip() for t in args.tasks.split(",")] if isinstance(args.tasks, str) else list(args.tasks)
     unknown = [t for t in args.tasks if t not in UPS_TASKS]

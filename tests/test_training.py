@@ -567,6 +567,38 @@ def test_config_overrides_change_the_preset_and_are_checked_like_the_config():
         build("no_such_field=1")
 
 
+def test_a_recipe_derives_from_its_base_and_model_fields_add_up_through_every_layer(tmp_path):
+    """A stream's recipe names its base and only what differs; model fields (`config_overrides`) add up from the base
+    through the recipe to the command line, a field named again taking the later value: `--config msr_action3d
+    --config_overrides dropout=0.2` keeps the recipe's `motion_input=true`, and a bone stream keeps its base's
+    routing."""
+    train = _train_script()
+    base, stream = tmp_path / "base.json", tmp_path / "stream.json"
+    base.write_text(json.dumps({"_comment": "x", "max_steps": 7, "learning_rate": 0.01,
+                                "config_overrides": "routing_train_all_blocks=false,dropout=0.2"}))
+    stream.write_text(json.dumps({"base": base.name, "learning_rate": 0.001,  # read next to the recipe
+                                  "config_overrides": "joint_input=false,bone_input=true"}))
+    assert train.load_recipe(str(stream)) == {
+        "max_steps": 7, "learning_rate": 0.001,
+        "config_overrides": "routing_train_all_blocks=false,dropout=0.2,joint_input=false,bone_input=true"}
+    args = train.parse_args(["--config", str(stream), "--config_overrides", "dropout=0.3,root_relative_input=false"])
+    config = train.UPSConfig.from_pretrained(train.resolve_model_config("ups-tiny"))
+    config.update_from_string(args.config_overrides)
+    assert (config.routing_train_all_blocks, config.dropout, config.joint_input, config.root_relative_input,
+            config.bone_input) == (False, 0.3, False, False, True)
+    assert (args.max_steps, args.learning_rate) == (7, 0.001)
+    assert train.parse_args(["--config_overrides", "dropout=0.3"]).config_overrides == "dropout=0.3"  # demo has none
+    # The shipped stream recipes are the joint recipe but for their input and output folder.
+    joint = train.load_recipe("nw_ucla")
+    for stream_name, stream_input in (("nw_ucla_bone", "bone_input=true"), ("nw_ucla_motion", "motion_input=true")):
+        recipe = train.load_recipe(stream_name)
+        assert recipe.pop("config_overrides").endswith(stream_input) and recipe.pop("output_dir") != joint["output_dir"]
+        assert recipe == {key: value for key, value in joint.items() if key not in ("config_overrides", "output_dir")}
+    base.write_text(json.dumps({"base": str(stream)}))
+    with pytest.raises(ValueError, match="derives from itself"):
+        train.load_recipe(str(stream))
+
+
 def test_frame_sampling_and_extra_test_clips_take_the_frames_they_name():
     from datasets_scripts.synthetic import build_synthetic_datasets
     from modeling_ups import UPSProcessor
