@@ -211,8 +211,8 @@ def parse_args(argv=None):
 
 
 def resolve_options(given: argparse.Namespace) -> argparse.Namespace:
-    """One value per option: the command line's, else the recipe's, else DEFAULTS'; then tasks and datasets parsed
-    and the run length checked."""
+    """One value per option: the command line's, else the recipe's, else DEFAULTS' (`config_overrides` add up:
+    `merge_options`); then tasks and datasets parsed and the run length checked."""
     config = DEFAULTS["config"] if given.config is None else given.config
     recipe = load_recipe(config)
     for key in recipe:

@@ -572,6 +572,10 @@ def test_a_recipe_derives_from_its_base_and_model_fields_add_up_through_every_la
     through the recipe to the command line, a field named again taking the later value: `--config msr_action3d
     --config_overrides dropout=0.2` keeps the recipe's `motion_input=true`, and a bone stream keeps its base's
     routing."""
+    from types import SimpleNamespace
+
+    from modeling_ups import UPSProcessor
+
     train = _train_script()
     base, stream = tmp_path / "base.json", tmp_path / "stream.json"
     base.write_text(json.dumps({"_comment": "x", "max_steps": 7, "learning_rate": 0.01,
@@ -581,13 +585,18 @@ def test_a_recipe_derives_from_its_base_and_model_fields_add_up_through_every_la
     assert train.load_recipe(str(stream)) == {
         "max_steps": 7, "learning_rate": 0.001,
         "config_overrides": "routing_train_all_blocks=false,dropout=0.2,joint_input=false,bone_input=true"}
-    args = train.parse_args(["--config", str(stream), "--config_overrides", "dropout=0.3,root_relative_input=false"])
-    config = train.UPSConfig.from_pretrained(train.resolve_model_config("ups-tiny"))
-    config.update_from_string(args.config_overrides)
+    args = train.parse_args(["--config", str(stream), "--text_encoder", "none",
+                             "--config_overrides", "dropout=0.3,root_relative_input=false"])
+    processor = UPSProcessor.from_pretrained(REPO / "processors" / "synthetic")
+    config = train.build_model(args, processor, SimpleNamespace(print=lambda *a, **k: None))[0].config
     assert (config.routing_train_all_blocks, config.dropout, config.joint_input, config.root_relative_input,
             config.bone_input) == (False, 0.3, False, False, True)
     assert (args.max_steps, args.learning_rate) == (7, 0.001)
     assert train.parse_args(["--config_overrides", "dropout=0.3"]).config_overrides == "dropout=0.3"  # demo has none
+    assert train.parse_args(["--config", str(stream), "--config_overrides", ""]).config_overrides == (
+        "routing_train_all_blocks=false,dropout=0.2,joint_input=false,bone_input=true")  # adds nothing
+    assert train.parse_args(["--config", "msr_action3d", "--config_overrides", "dropout=0.2"]).config_overrides == (
+        "motion_input=true,dropout=0.2")  # configuration/recipes/README.md's example
     # The shipped stream recipes are the joint recipe but for their input and output folder.
     joint = train.load_recipe("nw_ucla")
     for stream_name, stream_input in (("nw_ucla_bone", "bone_input=true"), ("nw_ucla_motion", "motion_input=true")):

@@ -11,8 +11,9 @@ def merge_options(lower: dict, upper: dict) -> dict:
     Model config fields add up instead: ``upper``'s ``config_overrides`` follow ``lower``'s, so a field named in both
     takes ``upper``'s value (``PretrainedConfig.update_from_string`` keeps the last) and the others stay."""
     merged = {**lower, **upper}
-    if lower.get("config_overrides") and upper.get("config_overrides"):
-        merged["config_overrides"] = f"{lower['config_overrides']},{upper['config_overrides']}"
+    overrides = [layer["config_overrides"] for layer in (lower, upper) if layer.get("config_overrides")]
+    if overrides:  # an empty string adds nothing rather than dropping the lower layer's fields
+        merged["config_overrides"] = ",".join(overrides)
     return merged
 
 
@@ -32,7 +33,7 @@ def load_recipe(name_or_path, _derived_from=()) -> dict:
     if base is None:
         return recipe
     chain = (*_derived_from, path.resolve())
-    if path.resolve() in _derived_from:
+    if chain[-1] in _derived_from:
         raise ValueError(f"Recipe {path} derives from itself through its bases: {[str(p) for p in chain]}")
     beside = path.parent / base  # a base named by a path is read next to the recipe naming it, as pyskl's _base_
     return merge_options(load_recipe(beside if beside.is_file() else base, chain), recipe)
