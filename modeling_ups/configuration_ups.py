@@ -213,6 +213,13 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
             each sample through its sampled block only, as inference does, and the gradient reaches the routing
             scores through that block's gate alone: the encoder layers' training cost is divided by
             `encoder_blocks_per_layer` (docs/results.md measures both).
+        routing_skip_probability (`float`, *optional*, defaults to 0.0):
+            With `routing_train_all_blocks`, a block that no sample of the batch is at least this likely to draw
+            (the softmax of its routing scores at the current Gumbel temperature) runs only on the samples that
+            drew it, as inference does. Once a route has settled on one block per layer (a single-task recipe's
+            does early in training, docs/results.md), the other block's outputs are multiplied by a gate of 0 and its
+            gate's gradient is scaled by ``p * (1 - p)``, so running it on every sample costs a full block for a
+            gradient that barely moves the routing. 0 runs every block on every sample throughout.
         d_model (`int`, *optional*, defaults to 256):
             Decoder width (and width of the vocabulary embedding table).
         decoder_layers (`int`, *optional*, defaults to 3):
@@ -298,6 +305,7 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
     routing_embedding_dim: int = 256
     gumbel_temperature: float = 1.0
     routing_train_all_blocks: bool = True
+    routing_skip_probability: float = 0.0
     d_model: int = 256
     decoder_layers: int = 3
     decoder_attention_heads: int = 8
@@ -352,6 +360,8 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0.0:  # NaN fails >=
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if not 0.0 <= self.routing_skip_probability < 1.0:
+            raise ValueError(f"routing_skip_probability must be in [0, 1), got {self.routing_skip_probability}")
         if not 0.0 <= self.decoder_token_dropout <= 1.0:
             raise ValueError(f"decoder_token_dropout must be in [0, 1], got {self.decoder_token_dropout}")
         unknown = [t for t in self.tasks if t not in TASK_TO_EOT_INDEX]

@@ -289,43 +289,46 @@ class UPSEncoderLayer(nn.Module):
     def __init__(self, config: UPSConfig):
         super().__init__()
         self.blocks = nn.ModuleList(UPSEncoderBlock(config) for _ in range(config.encoder_blocks_per_layer))
-        self.train_all_blocks = config.routing_train_all_blocks
 
-    def forward(self, hidden_states, context, attention_bias, gates=None, choices=None):
-        """Either `gates` (N, H) straight-through one-hot weights (training: the gates carry the gradient to the
-        routing embeddings) or `choices` (N,) block indices (inference: each block runs only on the rows that chose
-        it, a block no row chose does not run). With gates, every block runs on every row
-        (`config.routing_train_all_blocks`), or each row runs its chosen block only, scaled by that block's gate
-        (1 in value). Returns the features and, per row, the attention weights of the block it used (None unless
-        the attention implementation returns weights)."""
-        if gates is not None and not self.train_all_blocks:
-            chosen = gates.argmax(-1)
-            out, weights = self.forward(hidden_states, context, attention_bias, choices=chosen)
-            gate = gates.gather(1, chosen[:, None]).squeeze(1)
-            return out * gate[:, None, None, None], weights
-        if gates is not None:
-            outputs = [block(hidden_states, context, attention_bias) for block in self.blocks]
-            out = sum(gates[:, h, None, None, None] * features for h, (features, _) in enumerate(outputs))
-            weights = None
-            if outputs[0][1] is not None:
-                chosen = gates.argmax(-1)
-                weights = torch.stack([w for _, w in outputs])[chosen, torch.arange(chosen.shape[0])]
-            return out, weights
+    def forward(self, hidden_states, context, attention_bias, choices, gates=None, blocks_on_every_row=None):
+        """`choices` (N,) is each row's block. Inference: each block runs only on the rows that chose it, a block
+        no row chose does not run. Training also passes `gates` (N, H), the straight-through one-hot weights that
+        carry the gradient to the routing embeddings, and `blocks_on_every_row` (H,) bools (see
+        `UPSTaskRouter.blocks_on_every_row`): such a block runs on every row and is weighted by its gates (the
+        usual Gumbel-softmax estimator, whose gradient reaches every gate); any other block runs on its rows only,
+        scaled by their gate (1 in value). Returns the features and, per row, the attention weights of the block it
+        used (None unless the attention implementation returns weights)."""
+        num_rows = choices.shape[0]
         out = weights = None
         for h, block in enumerate(self.blocks):
-            rows = (choices == h).nonzero().squeeze(1)
-            if rows.numel() == 0:
-                continue
-            if rows.numel() == choices.numel():
-                return block(hidden_states, context, attention_bias)
-            chosen, chosen_weights = block(hidden_states[rows], context.select(rows), attention_bias[rows])
-            if out is None:
-                out = hidden_states.new_zeros(hidden_states.shape[:2] + chosen.shape[2:])
-            out = out.index_copy(0, rows, chosen)
-            if chosen_weights is not None:
+            rows = None  # None: every row
+            if gates is None or not blocks_on_every_row[h]:
+                rows = (choices == h).nonzero().squeeze(1)
+                if rows.numel() == 0:
+                    continue
+                if rows.numel() == num_rows:
+                    if gates is None:
+                        return block(hidden_states, context, attention_bias)
+                    rows = None
+            if rows is None:
+                features, block_weights = block(hidden_states, context, attention_bias)
+            else:
+                features, block_weights = block(hidden_states[rows], context.select(rows), attention_bias[rows])
+            if gates is not None:
+                features = features * (gates[:, h] if rows is None else gates[rows, h])[:, None, None, None]
+            if rows is not None:
+                if out is None:
+                    out = hidden_states.new_zeros(hidden_states.shape[:2] + features.shape[2:])
+                out = out.index_add(0, rows, features)
+            else:
+                out = features if out is None else out + features
+            if block_weights is not None:  # each row reports the attention of the block it chose
+                own_rows = rows if rows is not None else (choices == h).nonzero().squeeze(1)
+                if rows is None:
+                    block_weights = block_weights[own_rows]
                 if weights is None:
-                    weights = chosen_weights.new_zeros((choices.shape[0],) + chosen_weights.shape[1:])
-                weights = weights.index_copy(0, rows, chosen_weights)
+                    weights = block_weights.new_zeros((num_rows,) + block_weights.shape[1:])
+                weights = weights.index_copy(0, own_rows, block_weights)
         return out, weights
 
 
@@ -355,6 +358,8 @@ class UPSTaskRouter(nn.Module):
             config.encoder_layers, config.encoder_blocks_per_layer, config.routing_embedding_dim
         )
         self.gumbel_temperature = float(config.gumbel_temperature)
+        self.train_all_blocks = config.routing_train_all_blocks
+        self.skip_probability = float(config.routing_skip_probability)
 
     def scores(self, task_ids: torch.Tensor) -> torch.Tensor:
         """Routing scores s (B, L, H) of tasks `task_ids` (B,)."""
@@ -367,6 +372,17 @@ class UPSTaskRouter(nn.Module):
             gates = F.gumbel_softmax(scores, tau=self.gumbel_temperature, hard=True, dim=-1)
             return scores, gates.argmax(-1), gates
         return scores, scores.argmax(-1), None
+
+    def blocks_on_every_row(self, scores: torch.Tensor) -> list:
+        """Training: for each layer, which blocks run on every row (`UPSEncoderLayer`), from the batch's routing
+        scores (B, L, H). Every block with `config.routing_train_all_blocks`, except one that no sample of the
+        batch draws with probability `config.routing_skip_probability` or more at the current temperature (a
+        settled route: its gate's gradient would be scaled by that probability); none without it."""
+        num_layers, num_blocks = scores.shape[1:]
+        if not self.train_all_blocks:
+            return [[False] * num_blocks for _ in range(num_layers)]
+        probs = (scores.detach() / self.gumbel_temperature).softmax(-1)
+        return (probs >= self.skip_probability).any(0).tolist()
 
     def agreement(self, task_ids: torch.Tensor) -> torch.Tensor:
         """How alike the routes of distinct tasks are: the probability that two of `task_ids` (K >= 2 distinct ids),
@@ -516,11 +532,11 @@ class UPSEncoder(nn.Module):
         if output_hidden_states:
             all_hidden_states, hidden_states = self._report(all_hidden_states, hidden_states, persons)
         scores, decisions, gates = self.routing(task_ids)
+        on_every_row = self.routing.blocks_on_every_row(scores) if gates is not None else None
         for layer_idx, layer in enumerate(self.layers):
+            route = {"choices": decisions[persons.sample, layer_idx]}
             if gates is not None:
-                route = {"gates": gates[persons.sample, layer_idx]}
-            else:
-                route = {"choices": decisions[persons.sample, layer_idx]}
+                route.update(gates=gates[persons.sample, layer_idx], blocks_on_every_row=on_every_row[layer_idx])
             hidden_states, weights = layer(hidden_states, context, attention_bias, **route)
             if output_hidden_states:
                 all_hidden_states, hidden_states = self._report(all_hidden_states, hidden_states, persons)

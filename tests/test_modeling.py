@@ -615,6 +615,39 @@ def test_training_the_chosen_blocks_only_runs_each_block_on_its_rows_and_trains_
     torch.testing.assert_close(losses[0], losses[1])
 
 
+def test_a_settled_routing_block_runs_only_on_the_rows_that_drew_it_while_training():
+    """`routing_skip_probability`: with every block trained, a block that no sample draws with at least that
+    probability runs only on the rows that drew it (here: none), while every other block still runs on every row.
+    The loss is the all-blocks loss, since the skipped block's gates are 0 on every row."""
+    skipping = tiny_config(routing_skip_probability=0.05, decoder_token_dropout=0.0)
+    model = build_model(skipping).train()
+    routing = model.model.encoder.routing
+    with torch.no_grad():  # layer 0 settled on block 1 for every task; the later layers undecided (50:50)
+        routing.block_embeddings.weight.zero_()
+        routing.block_embeddings.weight[0, 1, 0] = 1e4
+        routing.task_embedding.weight.fill_(1.0)
+    batch = make_batch(skipping, MIXED, seed=8)
+    rows = {}
+    handles = [block.register_forward_hook(lambda mod, args, out, key=(l, h): rows.setdefault(key, []).append(
+        args[0].shape[0])) for l, layer in enumerate(model.model.encoder.layers) for h, block in enumerate(layer.blocks)]
+    torch.manual_seed(2)
+    out = model(**batch, labels=make_labels(skipping, batch), output_router_decisions=True)
+    for handle in handles:
+        handle.remove()
+    every_row = [int(batch["person_mask"].sum())]
+    assert (out.router_decisions[:, 0] == 1).all()
+    assert (0, 0) not in rows and rows[(0, 1)] == every_row
+    for l in range(1, skipping.encoder_layers):
+        assert rows[(l, 0)] == rows[(l, 1)] == every_row, l
+
+    every_block = build_model(tiny_config(decoder_token_dropout=0.0)).train()
+    every_block.load_state_dict(model.state_dict())
+    torch.manual_seed(2)
+    torch.testing.assert_close(out.loss, every_block(**batch, labels=make_labels(skipping, batch)).loss)
+    with pytest.raises(ValueError, match="routing_skip_probability must be in"):
+        tiny_config(routing_skip_probability=1.0)
+
+
 def test_inference_runs_only_selected_blocks(model, config):
     batch = make_batch(config, MIXED, seed=7)
     calls = {}

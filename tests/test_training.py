@@ -559,7 +559,7 @@ def test_config_overrides_change_the_preset_and_are_checked_like_the_config():
     model = build("routing_train_all_blocks=false,decoder_token_dropout=0.25")
     assert model.config.layout_names == processor.feature_extractor.layouts  # all six
     assert model.config.routing_train_all_blocks is False and model.config.decoder_token_dropout == 0.25
-    assert not any(layer.train_all_blocks for layer in model.model.encoder.layers)
+    assert not model.model.encoder.routing.train_all_blocks
     assert model.config.d_model == train.UPSConfig.from_pretrained(train.resolve_model_config("ups-tiny")).d_model
     with pytest.raises(ValueError, match="decoder_token_dropout must be in"):
         build("decoder_token_dropout=2")
