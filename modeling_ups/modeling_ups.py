@@ -377,10 +377,11 @@ class UPSTaskRouter(nn.Module):
         """Training: for each layer, which blocks run on every row (`UPSEncoderLayer`), from the batch's routing
         scores (B, L, H). Every block with `config.routing_train_all_blocks`, except one that no sample of the
         batch draws with probability `config.routing_skip_probability` or more at the current temperature (a
-        settled route: its gate's gradient would be scaled by that probability); none without it."""
+        settled route: its gate's gradient would be scaled by less than that probability); none without it."""
         num_layers, num_blocks = scores.shape[1:]
-        if not self.train_all_blocks:
-            return [[False] * num_blocks for _ in range(num_layers)]
+        if not self.train_all_blocks or self.skip_probability == 0.0:  # nothing to read off the scores
+            return [[self.train_all_blocks] * num_blocks for _ in range(num_layers)]
+        # One host sync per training step, only when blocks may be skipped.
         probs = (scores.detach() / self.gumbel_temperature).softmax(-1)
         return (probs >= self.skip_probability).any(0).tolist()
 

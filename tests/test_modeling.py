@@ -617,35 +617,58 @@ def test_training_the_chosen_blocks_only_runs_each_block_on_its_rows_and_trains_
 
 def test_a_settled_routing_block_runs_only_on_the_rows_that_drew_it_while_training():
     """`routing_skip_probability`: with every block trained, a block that no sample draws with at least that
-    probability runs only on the rows that drew it (here: none), while every other block still runs on every row.
-    The loss is the all-blocks loss, since the skipped block's gates are 0 on every row."""
-    skipping = tiny_config(routing_skip_probability=0.05, decoder_token_dropout=0.0)
+    probability runs only on the rows that drew it, while every other block still runs on every row. Layer 0 is
+    settled (its block 0 is never drawn, so it does not run at all); in layer 1 block 0 is unlikely (0.3, under the
+    0.4 threshold) but drawn by some rows, beside block 1 on every row. Where the skipped block is drawn by no row the
+    loss is the all-blocks loss (its gate is 0 on every row); a block run on part of the rows normalises over those
+    rows (task batch norm), as with the chosen block only, so only that case is compared."""
+    skipping = tiny_config(routing_skip_probability=0.4, decoder_token_dropout=0.0)
     model = build_model(skipping).train()
     routing = model.model.encoder.routing
-    with torch.no_grad():  # layer 0 settled on block 1 for every task; the later layers undecided (50:50)
+    with torch.no_grad():  # the same scores for every task
         routing.block_embeddings.weight.zero_()
         routing.block_embeddings.weight[0, 1, 0] = 1e4
+        routing.block_embeddings.weight[1, 1, 0] = math.log(0.7 / 0.3)
         routing.task_embedding.weight.fill_(1.0)
     batch = make_batch(skipping, MIXED, seed=8)
     rows = {}
     handles = [block.register_forward_hook(lambda mod, args, out, key=(l, h): rows.setdefault(key, []).append(
         args[0].shape[0])) for l, layer in enumerate(model.model.encoder.layers) for h, block in enumerate(layer.blocks)]
-    torch.manual_seed(2)
+    torch.manual_seed(3)
     out = model(**batch, labels=make_labels(skipping, batch), output_router_decisions=True)
     for handle in handles:
         handle.remove()
-    every_row = [int(batch["person_mask"].sum())]
-    assert (out.router_decisions[:, 0] == 1).all()
+    rows_per_sample = batch["person_mask"].sum(1)
+    every_row = [int(rows_per_sample.sum())]
+    drew_block_0 = out.router_decisions[:, 1] == 0
+    assert (out.router_decisions[:, 0] == 1).all() and drew_block_0.any() and not drew_block_0.all()
     assert (0, 0) not in rows and rows[(0, 1)] == every_row
-    for l in range(1, skipping.encoder_layers):
-        assert rows[(l, 0)] == rows[(l, 1)] == every_row, l
+    assert rows[(1, 0)] == [int(rows_per_sample[drew_block_0].sum())] and rows[(1, 1)] == every_row
 
+    with torch.no_grad():  # layer 1 undecided (50:50): both of its blocks on every row, layer 0's block 0 on none
+        routing.block_embeddings.weight[1].zero_()
     every_block = build_model(tiny_config(decoder_token_dropout=0.0)).train()
     every_block.load_state_dict(model.state_dict())
-    torch.manual_seed(2)
-    torch.testing.assert_close(out.loss, every_block(**batch, labels=make_labels(skipping, batch)).loss)
+    losses = []
+    for candidate in (model, every_block):
+        torch.manual_seed(3)
+        losses.append(candidate(**batch, labels=make_labels(skipping, batch)).loss)
+    torch.testing.assert_close(losses[0], losses[1])
     with pytest.raises(ValueError, match="routing_skip_probability must be in"):
         tiny_config(routing_skip_probability=1.0)
+
+
+def test_a_block_one_task_is_undecided_about_runs_on_every_row():
+    """In a batch of several tasks a block is skipped only when no sample is likely to draw it: one task settled
+    against block 0 does not skip it while another task still draws it half the time. Without a threshold (0, the
+    default) or without training every block, the answer is known without reading the scores."""
+    router = build_model(tiny_config(routing_skip_probability=0.1)).model.encoder.routing
+    settled, undecided = torch.tensor([[-20.0, 20.0], [-20.0, 20.0]]), torch.zeros(2, 2)  # (L, H) scores
+    assert router.blocks_on_every_row(settled[None]) == [[False, True], [False, True]]
+    assert router.blocks_on_every_row(torch.stack([settled, undecided])) == [[True, True], [True, True]]
+    for overrides, expected in (({}, True), ({"routing_train_all_blocks": False}, False)):
+        router = build_model(tiny_config(**overrides)).model.encoder.routing
+        assert router.blocks_on_every_row(settled[None]) == [[expected, expected]] * 2
 
 
 def test_inference_runs_only_selected_blocks(model, config):
