@@ -573,6 +573,18 @@ def test_gradients_reach_routing_and_selected_blocks(config):
                 assert grad is not None and grad.abs().sum() > 0, (layer_idx, h, name)
 
 
+def assert_loss_of_every_block(model, batch, seed):
+    """`model`'s training loss on `batch` equals that of the same weights training every block on every row (the
+    usual estimator), with the same Gumbel draws."""
+    every_block = build_model(tiny_config(decoder_token_dropout=0.0)).train()
+    every_block.load_state_dict(model.state_dict())
+    losses = []
+    for candidate in (model, every_block):
+        torch.manual_seed(seed)
+        losses.append(candidate(**batch, labels=make_labels(model.config, batch)).loss)
+    torch.testing.assert_close(losses[0], losses[1])
+
+
 def test_training_the_chosen_blocks_only_runs_each_block_on_its_rows_and_trains_the_router():
     """`routing_train_all_blocks=False`: while training, each row runs the block its Gumbel draw chose, as in
     inference; the router still learns (through the chosen gates), and a block no row chose gets no gradient. Where
@@ -606,13 +618,7 @@ def test_training_the_chosen_blocks_only_runs_each_block_on_its_rows_and_trains_
         routing.block_embeddings.weight.zero_()
         routing.block_embeddings.weight[:, 1, 0] = 1e4
         routing.task_embedding.weight.fill_(1.0)
-    every_block = build_model(tiny_config(decoder_token_dropout=0.0)).train()
-    every_block.load_state_dict(model.state_dict())
-    losses = []
-    for candidate in (model, every_block):
-        torch.manual_seed(1)
-        losses.append(candidate(**batch, labels=make_labels(chosen_only, batch)).loss)
-    torch.testing.assert_close(losses[0], losses[1])
+    assert_loss_of_every_block(model, batch, seed=1)
 
 
 def test_a_settled_routing_block_runs_only_on_the_rows_that_drew_it_while_training():
@@ -647,13 +653,7 @@ def test_a_settled_routing_block_runs_only_on_the_rows_that_drew_it_while_traini
 
     with torch.no_grad():  # layer 1 undecided (50:50): both of its blocks on every row, layer 0's block 0 on none
         routing.block_embeddings.weight[1].zero_()
-    every_block = build_model(tiny_config(decoder_token_dropout=0.0)).train()
-    every_block.load_state_dict(model.state_dict())
-    losses = []
-    for candidate in (model, every_block):
-        torch.manual_seed(3)
-        losses.append(candidate(**batch, labels=make_labels(skipping, batch)).loss)
-    torch.testing.assert_close(losses[0], losses[1])
+    assert_loss_of_every_block(model, batch, seed=3)
     with pytest.raises(ValueError, match="routing_skip_probability must be in"):
         tiny_config(routing_skip_probability=1.0)
 
