@@ -213,13 +213,20 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
             each sample through its sampled block only, as inference does, and the gradient reaches the routing
             scores through that block's gate alone: the encoder layers' training cost is divided by
             `encoder_blocks_per_layer` (docs/results.md measures both).
+        routing_sharpen_draws (`bool`, *optional*, defaults to `False`):
+            Draw each training route from the softmax of the routing scores at the current Gumbel temperature
+            instead of at temperature 1. The usual hard Gumbel-softmax draws ``argmax(scores + noise)`` whatever the
+            temperature, so a layer whose scores are still undecided at the end of training (say 60:40) trains
+            its other block on 40% of the samples while inference always takes the first; sharpened, the draws
+            converge to the inference path as the recipe anneals the temperature to 0.1 (60:40 becomes 98:2).
         routing_skip_probability (`float`, *optional*, defaults to 0.0):
             With `routing_train_all_blocks`, a block that no sample of the batch is at least this likely to draw
-            (the softmax of its routing scores at the current Gumbel temperature) runs only on the samples that
-            drew it, as inference does. Once a route has settled on one block per layer (a single-task recipe's
-            does early in training, docs/results.md), the other block's outputs are multiplied by a gate of 0 and its
-            gate's gradient is scaled by ``p * (1 - p)``, so running it on every sample costs a full block for a
-            gradient that barely moves the routing. 0 runs every block on every sample throughout.
+            (see `routing_sharpen_draws`) and that no sample drew in this step is not run. Once a route has settled
+            on one block per layer (a single-task recipe's does early in training, docs/results.md), the other
+            block's outputs are multiplied by a gate of 0 on every sample and its gate's gradient is scaled by about
+            ``p * (1 - p)``, so running it costs a full block for a gradient that barely moves the routing; a block
+            any sample drew still runs on every sample, so the forward pass is the usual estimator's. 0 runs every
+            block on every sample throughout.
         d_model (`int`, *optional*, defaults to 256):
             Decoder width (and width of the vocabulary embedding table).
         decoder_layers (`int`, *optional*, defaults to 3):
@@ -305,6 +312,7 @@ class UPSConfig(UPSVocabularyLayout, PretrainedConfig):
     routing_embedding_dim: int = 256
     gumbel_temperature: float = 1.0
     routing_train_all_blocks: bool = True
+    routing_sharpen_draws: bool = False
     routing_skip_probability: float = 0.0
     d_model: int = 256
     decoder_layers: int = 3

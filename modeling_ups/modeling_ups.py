@@ -347,8 +347,8 @@ class UPSBlockEmbeddings(nn.Module):
 class UPSTaskRouter(nn.Module):
     r"""
     Dynamic routing: block ``h`` of layer ``l`` scores ``s[l, h] = B[l, h] . tau[task]``. Training samples a
-    straight-through one-hot choice per sample and layer with Gumbel-softmax at temperature `gumbel_temperature`;
-    inference takes the argmax (deterministic per task).
+    straight-through one-hot choice per sample and layer with Gumbel-softmax at temperature `gumbel_temperature`
+    (drawn from `draw_probabilities`); inference takes the argmax (deterministic per task).
     """
 
     def __init__(self, config: UPSConfig):
@@ -359,6 +359,7 @@ class UPSTaskRouter(nn.Module):
         )
         self.gumbel_temperature = float(config.gumbel_temperature)
         self.train_all_blocks = config.routing_train_all_blocks
+        self.sharpen_draws = config.routing_sharpen_draws
         self.skip_probability = float(config.routing_skip_probability)
 
     def scores(self, task_ids: torch.Tensor) -> torch.Tensor:
@@ -369,21 +370,33 @@ class UPSTaskRouter(nn.Module):
         """Returns scores (B, L, H), decisions (B, L) and gates (B, L, H) (gates are None outside training)."""
         scores = self.scores(task_ids)
         if self.training:
-            gates = F.gumbel_softmax(scores, tau=self.gumbel_temperature, hard=True, dim=-1)
+            if self.sharpen_draws:  # hard draw argmax(scores / t + noise): from draw_probabilities
+                gates = F.gumbel_softmax(scores / self.gumbel_temperature, tau=1.0, hard=True, dim=-1)
+            else:  # hard draw argmax(scores + noise) at any temperature, which only sharpens the soft gates
+                gates = F.gumbel_softmax(scores, tau=self.gumbel_temperature, hard=True, dim=-1)
             return scores, gates.argmax(-1), gates
         return scores, scores.argmax(-1), None
 
-    def blocks_on_every_row(self, scores: torch.Tensor) -> list:
+    def draw_probabilities(self, scores: torch.Tensor) -> torch.Tensor:
+        """Each block's chance of being drawn while training (B, L, H): the softmax of the scores, at the current
+        temperature with `config.routing_sharpen_draws`, else at 1 (the temperature does not change hard draws)."""
+        return (scores / self.gumbel_temperature if self.sharpen_draws else scores).softmax(-1)
+
+    def blocks_on_every_row(self, scores: torch.Tensor, gates: torch.Tensor) -> list:
         """Training: for each layer, which blocks run on every row (`UPSEncoderLayer`), from the batch's routing
-        scores (B, L, H). Every block with `config.routing_train_all_blocks`, except one that no sample of the
-        batch draws with probability `config.routing_skip_probability` or more at the current temperature (a
-        settled route: its gate's gradient would be scaled by less than that probability); none without it."""
+        scores and drawn gates (B, L, H). With `config.routing_train_all_blocks` every block, except one the route
+        has settled against: no sample of the batch draws it with probability `config.routing_skip_probability` or
+        more (`draw_probabilities`), and no sample drew it this step. Its gate is then 0 on every row, so leaving
+        it out changes nothing in the forward pass: a block runs on every row or on none, and each block's task
+        batch norms see the whole batch, as in the usual estimator. Without `routing_train_all_blocks`, none (each
+        row runs its chosen block)."""
         num_layers, num_blocks = scores.shape[1:]
         if not self.train_all_blocks or self.skip_probability == 0.0:  # nothing to read off the scores
             return [[self.train_all_blocks] * num_blocks for _ in range(num_layers)]
+        likely = self.draw_probabilities(scores.detach()) >= self.skip_probability
+        drawn = gates.detach() > 0
         # One host sync per training step, only when blocks may be skipped.
-        probs = (scores.detach() / self.gumbel_temperature).softmax(-1)
-        return (probs >= self.skip_probability).any(0).tolist()
+        return (likely | drawn).any(0).tolist()
 
     def agreement(self, task_ids: torch.Tensor) -> torch.Tensor:
         """How alike the routes of distinct tasks are: the probability that two of `task_ids` (K >= 2 distinct ids),
@@ -533,7 +546,7 @@ class UPSEncoder(nn.Module):
         if output_hidden_states:
             all_hidden_states, hidden_states = self._report(all_hidden_states, hidden_states, persons)
         scores, decisions, gates = self.routing(task_ids)
-        on_every_row = self.routing.blocks_on_every_row(scores) if gates is not None else None
+        on_every_row = self.routing.blocks_on_every_row(scores, gates) if gates is not None else None
         for layer_idx, layer in enumerate(self.layers):
             route = {"choices": decisions[persons.sample, layer_idx]}
             if gates is not None:

@@ -621,13 +621,12 @@ def test_training_the_chosen_blocks_only_runs_each_block_on_its_rows_and_trains_
     assert_loss_of_every_block(model, batch, seed=1)
 
 
-def test_a_settled_routing_block_runs_only_on_the_rows_that_drew_it_while_training():
+def test_a_settled_routing_block_is_not_run_while_training():
     """`routing_skip_probability`: with every block trained, a block that no sample draws with at least that
-    probability runs only on the rows that drew it, while every other block still runs on every row. Layer 0 is
-    settled (its block 0 is never drawn, so it does not run at all); in layer 1 block 0 is unlikely (0.3, under the
-    0.4 threshold) but drawn by some rows, beside block 1 on every row. Where the skipped block is drawn by no row the
-    loss is the all-blocks loss (its gate is 0 on every row); a block run on part of the rows normalises over those
-    rows (task batch norm), as with the chosen block only, so only that case is compared."""
+    probability, and that no row drew, is not run; every other block runs on every row, so the loss is the
+    all-blocks loss. Layer 0 is settled (its block 0 is never drawn): only its block 1 runs. In layer 1 block 0 is
+    unlikely (0.3, under the 0.4 threshold) but drawn by some rows: it runs on every row, as block 1 does, so its
+    task batch norms see the whole batch."""
     skipping = tiny_config(routing_skip_probability=0.4, decoder_token_dropout=0.0)
     model = build_model(skipping).train()
     routing = model.model.encoder.routing
@@ -644,31 +643,59 @@ def test_a_settled_routing_block_runs_only_on_the_rows_that_drew_it_while_traini
     out = model(**batch, labels=make_labels(skipping, batch), output_router_decisions=True)
     for handle in handles:
         handle.remove()
-    rows_per_sample = batch["person_mask"].sum(1)
-    every_row = [int(rows_per_sample.sum())]
+    every_row = [int(batch["person_mask"].sum())]
     drew_block_0 = out.router_decisions[:, 1] == 0
     assert (out.router_decisions[:, 0] == 1).all() and drew_block_0.any() and not drew_block_0.all()
     assert (0, 0) not in rows and rows[(0, 1)] == every_row
-    assert rows[(1, 0)] == [int(rows_per_sample[drew_block_0].sum())] and rows[(1, 1)] == every_row
-
-    with torch.no_grad():  # layer 1 undecided (50:50): both of its blocks on every row, layer 0's block 0 on none
-        routing.block_embeddings.weight[1].zero_()
+    assert rows[(1, 0)] == every_row and rows[(1, 1)] == every_row
     assert_loss_of_every_block(model, batch, seed=3)
     with pytest.raises(ValueError, match="routing_skip_probability must be in"):
         tiny_config(routing_skip_probability=1.0)
 
 
-def test_a_block_one_task_is_undecided_about_runs_on_every_row():
-    """In a batch of several tasks a block is skipped only when no sample is likely to draw it: one task settled
-    against block 0 does not skip it while another task still draws it half the time. Without a threshold (0, the
-    default) or without training every block, the answer is known without reading the scores."""
+def test_which_routing_blocks_a_training_step_runs():
+    """A block is left out only when no sample is likely to draw it and no sample drew it: in a batch of several
+    tasks, one task settled against block 0 does not skip it while another task still draws it half the time. The
+    chance of a draw is the softmax of the scores whatever the Gumbel temperature (the hard draw is the argmax of
+    scores plus noise). Without a threshold (0, the default) or without training every block, the answer is known
+    without reading the scores."""
     router = build_model(tiny_config(routing_skip_probability=0.1)).model.encoder.routing
     settled, undecided = torch.tensor([[-20.0, 20.0], [-20.0, 20.0]]), torch.zeros(2, 2)  # (L, H) scores
-    assert router.blocks_on_every_row(settled[None]) == [[False, True], [False, True]]
-    assert router.blocks_on_every_row(torch.stack([settled, undecided])) == [[True, True], [True, True]]
+    drew_block_1 = torch.tensor([[0.0, 1.0], [0.0, 1.0]])  # (L, H) one sample's drawn gates
+    drew_block_0_in_layer_1 = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    assert router.blocks_on_every_row(settled[None], drew_block_1[None]) == [[False, True], [False, True]]
+    assert router.blocks_on_every_row(settled[None], drew_block_0_in_layer_1[None]) == [[False, True], [True, True]]
+    assert router.blocks_on_every_row(torch.stack([settled, undecided]), torch.stack([drew_block_1] * 2)) == [
+        [True, True], [True, True]]
+    drawn_15_percent = torch.tensor([[math.log(0.15 / 0.85), 0.0]] * 2)  # p(block 0) = 0.15 >= 0.1
+    router.gumbel_temperature = 0.1  # the end of the recipes' annealing
+    assert router.blocks_on_every_row(drawn_15_percent[None], drew_block_1[None]) == [[True, True]] * 2
     for overrides, expected in (({}, True), ({"routing_train_all_blocks": False}, False)):
         router = build_model(tiny_config(**overrides)).model.encoder.routing
-        assert router.blocks_on_every_row(settled[None]) == [[expected, expected]] * 2
+        assert router.blocks_on_every_row(settled[None], drew_block_1[None]) == [[expected, expected]] * 2
+
+
+def test_sharpened_routing_draws_follow_the_annealed_temperature():
+    """A hard Gumbel-softmax draw is argmax(scores + noise): it draws each block with the softmax of the scores
+    whatever the temperature. With `routing_sharpen_draws` the draws follow the softmax at the current temperature,
+    so a 60:40 layer is drawn 98:2 at the end of the recipes' annealing (0.1); `draw_probabilities` (what
+    `routing_skip_probability` is compared with) says so in both modes."""
+    for sharpen, expected_share_of_block_1 in ((False, 0.4), (True, 0.4 ** 10 / (0.6 ** 10 + 0.4 ** 10))):
+        router = build_model(tiny_config(routing_sharpen_draws=sharpen)).model.encoder.routing.train()
+        with torch.no_grad():  # every task scores the blocks log 0.6 and log 0.4 in every layer
+            router.block_embeddings.weight.zero_()
+            router.block_embeddings.weight[:, :, 0] = torch.tensor([math.log(0.6), math.log(0.4)])
+            router.task_embedding.weight.zero_()
+            router.task_embedding.weight[:, 0] = 1.0
+        router.gumbel_temperature = 0.1
+        torch.manual_seed(0)
+        scores, decisions, gates = router(torch.zeros(4000, dtype=torch.long))
+        assert torch.equal(gates.argmax(-1), decisions) and bool((gates.sum(-1) == 1).all())
+        drawn_share = decisions.float().mean(0)  # (L,) share of samples that drew block 1
+        torch.testing.assert_close(drawn_share, torch.full_like(drawn_share, expected_share_of_block_1), atol=0.03,
+                                   rtol=0)
+        torch.testing.assert_close(router.draw_probabilities(scores)[:, :, 1],
+                                   torch.full_like(scores[:, :, 1], expected_share_of_block_1))
 
 
 def test_inference_runs_only_selected_blocks(model, config):
