@@ -400,12 +400,12 @@ class UPSTaskRouter(nn.Module):
 
     def agreement(self, task_ids: torch.Tensor) -> torch.Tensor:
         """How alike the routes of distinct tasks are: the probability that two of `task_ids` (K >= 2 distinct ids),
-        each drawing its block from the softmax of its scores, draw the same block, averaged over layers and pairs
-        of tasks. 1 when every task takes one shared path, 0 when no two tasks share a block; differentiable, so a
-        training loop can penalise it to keep tasks from merging into one path (`--routing_separation_weight`)."""
+        each drawing its block as training does (`draw_probabilities`), draw the same block, averaged over layers and
+        pairs of tasks. 1 when every task takes one shared path, 0 when no two tasks share a block; differentiable,
+        so a training loop can penalise it to keep tasks from merging into one path (`--routing_separation_weight`)."""
         if task_ids.dim() != 1 or task_ids.unique().numel() != task_ids.numel() or task_ids.numel() < 2:
             raise ValueError(f"agreement needs at least two distinct task ids, got {task_ids.tolist()}")
-        probs = self.scores(task_ids).softmax(-1)  # (K, L, H)
+        probs = self.draw_probabilities(self.scores(task_ids))  # (K, L, H)
         same_block = torch.einsum("alh,blh->abl", probs, probs)  # (K, K, L)
         first, second = torch.triu_indices(len(task_ids), len(task_ids), offset=1, device=task_ids.device)
         return same_block[first, second].mean()

@@ -746,13 +746,19 @@ def test_inference_with_mixed_routes_runs_each_block_on_its_rows(config):
 
 def test_routing_agreement_is_the_chance_that_two_tasks_draw_one_block(config):
     """`UPSTaskRouter.agreement`: for each pair of distinct tasks and each layer, sum_h p_a(h) p_b(h) under the
-    softmax of the routing scores, averaged; it is differentiable in both embeddings."""
-    routing = build_model(config).train().model.encoder.routing
+    probabilities training draws blocks with (the softmax of the routing scores; at the current temperature with
+    `routing_sharpen_draws`), averaged; it is differentiable in both embeddings."""
     tasks = torch.tensor([0, 1, 3])
-    probs = routing.scores(tasks).softmax(-1).detach()  # (3, L, H)
-    by_hand = sum((probs[a] * probs[b]).sum(-1).mean() for a, b in ((0, 1), (0, 2), (1, 2))) / 3
+
+    def by_hand(probs):  # (3, L, H)
+        return sum((probs[a] * probs[b]).sum(-1).mean() for a, b in ((0, 1), (0, 2), (1, 2))) / 3
+
+    sharpened = build_model(tiny_config(routing_sharpen_draws=True)).model.encoder.routing
+    sharpened.gumbel_temperature = 0.5
+    torch.testing.assert_close(sharpened.agreement(tasks), by_hand((sharpened.scores(tasks) / 0.5).softmax(-1)))
+    routing = build_model(config).train().model.encoder.routing
     agreement = routing.agreement(tasks)
-    torch.testing.assert_close(agreement, by_hand)
+    torch.testing.assert_close(agreement, by_hand(routing.scores(tasks).softmax(-1).detach()))
     agreement.backward()
     assert routing.task_embedding.weight.grad[tasks].abs().sum(1).gt(0).all()
     assert routing.block_embeddings.weight.grad.abs().sum() > 0
